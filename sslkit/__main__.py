@@ -1,0 +1,5 @@
+"""`python -m sslkit` runs the command-line interface."""
+
+from sslkit.cli import main
+
+main()
