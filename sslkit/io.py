@@ -1,0 +1,134 @@
+"""Reading tables with Polars (CSV / Parquet / NDJSON, globs, '-' = stdin) and atomic writes.
+
+No torch here. Every error names the file.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+
+from sslkit.errors import DataError
+
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+               ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
+
+
+def infer_format(path: str, fmt: str | None = None) -> str:
+    """The file format from an explicit setting or the extension (stdin defaults to CSV)."""
+    if fmt:
+        return fmt
+    if path == "-":
+        return "csv"
+    ext = Path(path.replace("*", "x")).suffix.lower()
+    if ext not in _EXTENSIONS:
+        raise DataError(f"{path}: cannot tell the file format from '{ext or 'no extension'}'",
+                        hint="set format: csv | parquet | ndjson")
+    return _EXTENSIONS[ext]
+
+
+def expand(path: str) -> list[str]:
+    """The files a path or glob names (sorted); '-' is stdin."""
+    if path == "-":
+        return ["-"]
+    if any(c in path for c in "*?["):
+        files = sorted(glob.glob(path))
+        if not files:
+            raise DataError(f"{path}: no files match this pattern")
+        return files
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found", hint="check the path (relative to the schema file)")
+    return [path]
+
+
+def read_table(path: str, fmt: str | None = None, *, strings: Iterable[str] = ()) -> pl.DataFrame:
+    """Read a table eagerly (columns named in `strings` are read as text, so ids keep '007').
+
+    Raises:
+        DataError: missing/empty/unreadable file.
+    """
+    fmt = infer_format(path, fmt)
+    files = expand(path)
+    overrides = {c: pl.String for c in strings}
+    try:
+        if files == ["-"]:
+            data = sys.stdin.buffer.read()
+            if not data.strip():
+                raise DataError("stdin: no data on standard input")
+            df = _read_one(io.BytesIO(data), fmt, overrides)
+        else:
+            for f in files:
+                if os.path.getsize(f) == 0:
+                    raise DataError(f"{f}: file is empty")
+            frames = [_read_one(f, fmt, overrides) for f in files]
+            df = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    except DataError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot read as {fmt}: {first}")
+    if df.height == 0:
+        raise DataError(f"{path}: no rows", hint="the file has a header but no data")
+    return df
+
+
+def _read_one(src: Any, fmt: str, overrides: dict[str, Any]) -> pl.DataFrame:
+    if fmt == "csv":
+        sep = "\t" if isinstance(src, str) and src.endswith(".tsv") else ","
+        return pl.read_csv(src, separator=sep, schema_overrides=overrides, infer_schema_length=10000)
+    if fmt == "parquet":
+        df = pl.read_parquet(src)
+    else:
+        df = pl.read_ndjson(src, infer_schema_length=10000)
+    casts = {c: pl.String for c in overrides if c in df.columns}
+    return df.with_columns(pl.col(c).cast(t) for c, t in casts.items()) if casts else df
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that readers never see it half-written (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write pretty JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def dumps(obj: Any) -> str:
+    """One-line JSON (numpy scalars and arrays allowed)."""
+    return json.dumps(obj, default=_json_default)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
