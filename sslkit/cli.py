@@ -1,0 +1,162 @@
+"""The `sslkit` command line: one thin function per subcommand.
+
+Each command parses, calls one library function and prints. Data goes to stdout, logs to stderr.
+`SslkitError` becomes one `Error: …` line and its exit code (2 config/usage, 1 data/checkpoint);
+Ctrl-C exits 130. torch and hnswlib are imported inside commands so `sslkit --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+
+from sslkit import __version__, console
+from sslkit.errors import SslkitError
+
+app = typer.Typer(
+    name="sslkit",
+    help="Two-tower retrieval with self-supervised feature masking for any tabular dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SchemaArg = Annotated[Path, typer.Argument(help="The dataset's YAML schema.", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a schema key: --set ssl.alpha=0.3 (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one stderr line and the contract's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SslkitError as e:
+            console.error(e.line())
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            raise typer.Exit(130)
+        except BrokenPipeError:
+            sys.stderr.close()  # downstream closed the pipe (`| head`): not an error
+            raise typer.Exit(0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sslkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines on stderr.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """sslkit: profile, mi, train, eval, embed, recommend — see `sslkit COMMAND --help`."""
+    console.set_quiet(quiet)
+
+
+def _config(schema: Path, overrides: Optional[list[str]]) -> Any:
+    from sslkit.config import load_config
+
+    return load_config(schema, overrides or [])
+
+
+def _store(cfg: Any) -> Any:
+    from sslkit.store import load_or_build
+
+    return load_or_build(cfg, log=console.log)
+
+
+def _print_json(obj: Any) -> None:
+    from sslkit.io import dumps
+
+    sys.stdout.write(dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+@handle_errors
+def profile(
+    schema: SchemaArg,
+    json_out: JsonOpt = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the popularity CDF to this PNG.")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Sizes, per-feature statistics, popularity (Gini, TopPopular recall) and head/tail/cold counts."""
+    from sslkit.profile import plot_popularity, profile as run_profile
+
+    cfg = _config(schema, set_)
+    store = _store(cfg)
+    result = run_profile(store, ks=tuple(cfg.eval.k), head_fraction=cfg.eval.head_fraction)
+    if plot:
+        plot_popularity(store, str(plot))
+        console.log(f"wrote {plot}")
+    if json_out:
+        _print_json(result)
+    else:
+        console.render_profile(result)
+
+
+@app.command()
+@handle_errors
+def init(
+    data: Annotated[str, typer.Argument(help="Interactions file (CSV/Parquet/NDJSON).", show_default=False)],
+    items: Annotated[Optional[str], typer.Option("--items", help="Items (catalog) file.")] = None,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Queries (e.g. users) file.")] = None,
+) -> None:
+    """Infer a starting schema from the data and print it as commented YAML."""
+    from sslkit.infer import infer_schema
+
+    sys.stdout.write(infer_schema(data, items=items, queries=queries))
+
+
+@app.command()
+@handle_errors
+def mi(
+    schema: SchemaArg,
+    json_out: JsonOpt = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON here (for train's ssl.mi_path).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write an MI heatmap to this PNG.")] = None,
+    normalized: Annotated[Optional[bool], typer.Option("--normalized/--raw", help="Rank CFM sets by normalized or raw MI (default: ssl.mi).")] = None,
+    mask_size: Annotated[Optional[int], typer.Option("--mask-size", min=1, help="|F_m| (default: ssl.mask_size or floor(k/2)).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Mutual information between item features over the catalog, and the CFM masking sets."""
+    from sslkit.mi import catalog_mi
+
+    cfg = _config(schema, set_)
+    store = _store(cfg)
+    use_nmi = normalized if normalized is not None else cfg.ssl.mi == "nmi"
+    result, obj = catalog_mi(store, mask_size=mask_size or cfg.ssl.mask_size, normalized=use_nmi)
+    if out:
+        from sslkit.io import write_json
+
+        write_json(out, obj)
+        console.log(f"wrote {out}")
+    if plot:
+        from sslkit.mi import plot_heatmap
+
+        plot_heatmap(result, str(plot), normalized=use_nmi)
+        console.log(f"wrote {plot}")
+    if json_out:
+        _print_json(obj)
+    else:
+        console.render_mi(obj)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

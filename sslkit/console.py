@@ -1,0 +1,118 @@
+"""Terminal output: logs and progress on stderr (rich), reports and tables on stdout.
+
+The library never prints; it reports through callbacks that the CLI points here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+_state = {"quiet": False}
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out = Console(highlight=False, soft_wrap=True, width=160)
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+
+
+def quiet() -> bool:
+    return _state["quiet"]
+
+
+def log(message: str) -> None:
+    """A progress/log line on stderr (silenced by --quiet)."""
+    if not _state["quiet"]:
+        err.print(f"[dim]{_escape(message)}[/dim]")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]{_escape(message)}[/yellow]")
+
+
+def error(message: str) -> None:
+    """The single error line (never silenced)."""
+    err.print(f"[bold red]Error:[/bold red] {_escape(message)}", soft_wrap=True)
+
+
+def show_progress() -> bool:
+    return not _state["quiet"] and sys.stderr.isatty()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+          right: Sequence[str] = ()) -> Table:
+    """A rich table; numbers are formatted compactly."""
+    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, justify="right" if c in right else "left")
+    for r in rows:
+        t.add_row(*[fmt(v) for v in r])
+    return t
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return _escape(str(v))
+
+
+def render_profile(p: dict[str, Any]) -> None:
+    """The `sslkit profile` report, on stdout."""
+    pairs, pop = p["pairs"], p["popularity"]
+    out.print(f"[bold]{p['mode']}[/bold]: {p['items']:,} items, {p['queries']:,} queries, "
+              f"{pairs['read']:,} pairs read ({pairs['train']:,} train / {pairs['test']:,} test; "
+              f"dropped {pairs['dropped_unknown_item']:,} unknown-item, {pairs['dropped_unknown_query']:,} unknown-query)")
+    for key, title in (("item_features", "Item features"), ("query_features", "Query features")):
+        if key in p:
+            out.print(_feature_table(title, p[key]))
+    tp = pop["test_pairs"]
+    rows = [("interactions on top 1% of items", pop["top_1pct_items_share"]),
+            ("interactions on top 10% of items", pop["top_10pct_items_share"]),
+            ("Gini of item popularity", pop["gini"]),
+            *[(f"TopPopular Recall@{k.split('@')[1]}", v) for k, v in pop.items() if k.startswith("toppop_")],
+            ("catalog-only items (no pairs)", pop["catalog_only_items"]),
+            ("test pairs: head / tail / cold", f"{tp['head']:,} / {tp['tail']:,} / {tp['cold']:,}")]
+    out.print(table("Popularity", ["statistic", "value"], rows, right=["value"]))
+
+
+def _feature_table(title: str, feats: list[dict[str, Any]]) -> Table:
+    rows = []
+    for f in feats:
+        vpr = f.get("values_per_row")
+        per_row = f"{vpr['mean']:.1f} / {vpr['p50']:g} / {vpr['p99']:g} / {vpr['max']}" if vpr else "-"
+        top = ", ".join(f"{v} ({c:,})" for v, c in f["top_values"][:3])
+        rows.append((f["feature"], f["type"], f["cardinality"], f"{f['null_share']:.1%}", per_row,
+                     f"{f['test_oov_share']:.1%}" if "test_oov_share" in f else "-", top))
+    cols = ["feature", "type", "cardinality", "null", "values/row mean/p50/p99/max", "test OOV", "top values"]
+    return table(title, cols, rows, right=["cardinality", "null", "test OOV"])
+
+
+def render_mi(obj: dict[str, Any]) -> None:
+    """The `sslkit mi` report: entropy, the MI matrix and the CFM masking sets."""
+    feats = obj["features"]
+    measure = obj.get("measure", "mi")
+    mat = obj["nmi"] if measure == "nmi" else obj["mi"]
+    out.print(table(f"Mutual information ({'normalized: MI/sqrt(H_i·H_j)' if measure == 'nmi' else 'nats'})",
+                    ["feature", "H (nats)", *feats],
+                    [(f, obj["entropy"][i], *mat[i]) for i, f in enumerate(feats)], right=["H (nats)", *feats]))
+    sets = obj.get("mask_sets", {})
+    out.print(table(f"CFM masking sets F_m (|F_m| = {obj.get('mask_size')})", ["seed", "masked together"],
+                    [(s, ", ".join(m)) for s, m in sets.items()]))

@@ -1,0 +1,145 @@
+"""`sslkit profile`: what is in the data — sizes, per-feature statistics, popularity, slices.
+
+Works on the encoded feature store (no second pass over the raw files). Popularity statistics use
+all pairs; head/tail/cold slices use training counts as DESIGN §5 defines them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sslkit.encode import Vocab, bucket_labels
+from sslkit.store import EntityTable, FeatureStore
+
+
+def item_counts(pairs: np.ndarray, num_items: int) -> np.ndarray:
+    """Interactions per catalog item, int64 [num_items]."""
+    return np.bincount(np.asarray(pairs[:, 1], dtype=np.int64), minlength=num_items)
+
+
+def head_items(train_counts: np.ndarray, head_fraction: float = 0.1) -> np.ndarray:
+    """Bool [num_items]: the `head_fraction` most frequent of the items seen in training.
+
+    Ties at the boundary are broken by item row so the head has an exact, deterministic size.
+    """
+    seen = np.flatnonzero(train_counts > 0)
+    n_head = max(1, int(round(len(seen) * head_fraction))) if len(seen) else 0
+    order = seen[np.lexsort((seen, -train_counts[seen]))]
+    head = np.zeros(len(train_counts), bool)
+    head[order[:n_head]] = True
+    return head
+
+
+def slice_of_pairs(items: np.ndarray, train_counts: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """Label each test pair's item: 0 = head, 1 = tail, 2 = cold (never in training)."""
+    items = np.asarray(items, dtype=np.int64)
+    return np.where(train_counts[items] == 0, 2, np.where(head[items], 0, 1))
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of item popularity (0 = uniform, → 1 = one item has everything)."""
+    x = np.sort(counts.astype(np.float64))
+    n, total = len(x), x.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * total))
+
+
+def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1) -> dict[str, Any]:
+    """Concentration of interactions and what a TopPopular recommender would get."""
+    n_items = store.items.rows
+    train, test = np.asarray(store.splits["train"]), np.asarray(store.splits["test"])
+    counts = item_counts(np.concatenate([train, test]), n_items)
+    ranked = np.sort(counts)[::-1]
+    total = max(int(counts.sum()), 1)
+    share = {f"top_{p}pct_items_share": float(ranked[: max(1, int(np.ceil(n_items * p / 100)))].sum() / total)
+             for p in (1, 10)}
+    train_counts = item_counts(train, n_items)
+    order = np.lexsort((np.arange(n_items), -train_counts))
+    in_test = train_counts[test[:, 1]]
+    toppop = {}
+    for k in ks:
+        top = np.zeros(n_items, bool)
+        top[order[:k]] = True
+        toppop[f"toppop_recall@{k}"] = float(top[test[:, 1]].mean())
+    labels = slice_of_pairs(test[:, 1], train_counts, head_items(train_counts, head_fraction))
+    slices = {name: int((labels == i).sum()) for i, name in enumerate(("head", "tail", "cold"))}
+    return {"interactions": int(counts.sum()), "items_with_interactions": int((counts > 0).sum()),
+            "catalog_only_items": int((counts == 0).sum()), **share, "gini": gini(counts), **toppop,
+            "test_pairs": slices, "test_items_unseen_in_train": int((in_test == 0).sum())}
+
+
+def feature_stats(table: EntityTable, vocabs: dict[str, Vocab], test_rows: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
+    """Per feature: type, cardinality, null share, values per row, top values, test OOV share."""
+    out = []
+    for name, spec in table.specs.items():
+        vocab, lengths = vocabs[name], np.asarray(table.lengths[name])
+        row: dict[str, Any] = {"feature": name, "type": spec.type + (" (dense)" if spec.dense else ""),
+                               "cardinality": _cardinality(vocab, spec.dense),
+                               "null_share": float((lengths == 0).mean()) if len(lengths) else 0.0}
+        if spec.max_len > 1:
+            row["values_per_row"] = {"mean": float(lengths.mean()), "p50": float(np.percentile(lengths, 50)),
+                                     "p99": float(np.percentile(lengths, 99)), "max": int(lengths.max()),
+                                     "max_len": spec.max_len,
+                                     "truncated_share": float((lengths > spec.max_len).mean())}
+        row["top_values"] = _top_values(table.features[name], vocab, spec.dense, top)
+        if not spec.dense:
+            ids = np.asarray(table.features[name])[test_rows]
+            present = ids[ids != 0]
+            row["test_oov_share"] = float((present == 1).mean()) if present.size else 0.0
+        out.append(row)
+    return out
+
+
+def _cardinality(vocab: Vocab, dense: bool) -> int:
+    if dense:
+        return 0
+    return len(vocab.values) + vocab.hash_buckets if vocab.type != "numeric" else len(vocab.edges) + 1
+
+
+def _top_values(ids: np.ndarray, vocab: Vocab, dense: bool, top: int) -> list[list[Any]]:
+    if dense:
+        return []
+    if vocab.type == "numeric":
+        counts = np.bincount(np.asarray(ids).ravel(), minlength=vocab.num_embeddings)[2:]
+        labels = bucket_labels(vocab)
+        order = np.argsort(-counts, kind="stable")[:top]
+        return [[labels[i], int(counts[i])] for i in order if counts[i] > 0]
+    return [[v, int(c)] for v, c in zip(vocab.values[:top], vocab.counts[:top])]
+
+
+def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1) -> dict[str, Any]:
+    """The whole profile as one JSON-able dict."""
+    train, test = np.asarray(store.splits["train"]), np.asarray(store.splits["test"])
+    r = store.report
+    result: dict[str, Any] = {
+        "pairs": {"read": r.get("pairs_read"), "dropped_unknown_item": r.get("unknown_item_pairs", 0),
+                  "dropped_unknown_query": r.get("unknown_query_pairs", 0), "train": len(train),
+                  "test": len(test), "train_fraction": r.get("fraction", 1.0)},
+        "items": store.items.rows, "queries": store.queries.rows,
+        "mode": "item-to-item" if store.item_to_item else "user-to-item",
+        "item_features": feature_stats(store.items, store.vocabs["items"], np.unique(test[:, 1])),
+        "popularity": popularity(store, ks, head_fraction),
+    }
+    if not store.item_to_item:
+        result["query_features"] = feature_stats(store.queries, store.vocabs["queries"], np.unique(test[:, 0]))
+    return result
+
+
+def plot_popularity(store: FeatureStore, path: str) -> None:
+    """Popularity CDF (paper Fig. 4): share of interactions covered by the top x% of items."""
+    from sslkit.plots import figure, save_figure
+
+    pairs = np.concatenate([np.asarray(store.splits["train"]), np.asarray(store.splits["test"])])
+    counts = np.sort(item_counts(pairs, store.items.rows))[::-1]
+    x = np.arange(1, len(counts) + 1) / len(counts) * 100
+    y = np.cumsum(counts) / max(counts.sum(), 1) * 100
+    fig, ax = figure()
+    ax.plot(x, y)
+    ax.set_xlabel("top % of items (by interactions)")
+    ax.set_ylabel("% of interactions")
+    ax.set_title("Item popularity CDF")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
