@@ -157,6 +157,61 @@ def mi(
         console.render_mi(obj)
 
 
+_TRAIN_FLAGS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "epochs": "train.epochs",
+                "steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
+                "optimizer": "train.optimizer", "fraction": "split.fraction", "seed": "train.seed",
+                "device": "train.device", "mi": "ssl.mi_path"}
+
+
+@app.command()
+@handle_errors
+def train(
+    schema: SchemaArg,
+    aug: Annotated[Optional[str], typer.Option("--aug", help="none fd so cfm rfm rfm_no_compl cfm_no_dropout no_mask")] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="SSL loss weight (ssl.alpha).")] = None,
+    dropout: Annotated[Optional[float], typer.Option("--dropout", help="Value dropout rate dr (ssl.dropout).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training pairs.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Stop after this many steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="adagrad | adam")] = None,
+    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Use this share of training pairs.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for init, batches and augmentation.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")] = None,
+    mi_path: Annotated[Optional[Path], typer.Option("--mi", help="MI JSON from `sslkit mi --out` (else computed).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+    json_out: JsonOpt = False,
+    set_: SetOpt = None,
+) -> None:
+    """Train a two-tower model with the chosen augmentation; Ctrl-C saves a checkpoint (exit 130)."""
+    from sslkit.train import Interrupted, run_training
+
+    flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
+             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
+             "device": device, "mi": str(mi_path.resolve()) if mi_path else None}
+    explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
+    cfg = _config(schema, [*(set_ or []), *explicit])
+    run_dir = out or Path("runs") / f"{cfg.name}-{cfg.ssl.aug}-s{cfg.train.seed}"
+    display = console.TrainDisplay()
+    try:
+        result = run_training(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, argv=sys.argv,
+                              log=console.log, on_event=display, stop_on_signals=True)
+    except Interrupted as e:
+        display.close()
+        console.warn(str(e))
+        raise typer.Exit(130)
+    finally:
+        display.close()
+    summary = {"run": str(run_dir), "steps": result.steps, "examples_per_s": round(result.examples_per_s, 1),
+               **result.validation}
+    if json_out:
+        _print_json(summary)
+    else:
+        console.out.print(console.table(None, ["run", *list(summary)[1:]], [list(summary.values())]))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -116,3 +116,44 @@ def render_mi(obj: dict[str, Any]) -> None:
     sets = obj.get("mask_sets", {})
     out.print(table(f"CFM masking sets F_m (|F_m| = {obj.get('mask_size')})", ["seed", "masked together"],
                     [(s, ", ".join(m)) for s, m in sets.items()]))
+
+
+class TrainDisplay:
+    """Renders training events on stderr: a rich progress bar on a terminal, log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        if quiet():
+            return
+        if kind == "start":
+            log(f"training on {p['device']}: {p['parameters']:,} parameters, {p['total_steps']:,} steps "
+                f"({p['steps_per_epoch']:,} per epoch)")
+            if show_progress():
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self.progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                                         TextColumn("{task.description}"), TimeRemainingColumn(), console=err)
+                self.progress.start()
+                self.task = self.progress.add_task("", total=p["total_steps"], completed=p["step"])
+        elif kind == "step":
+            self.last = p
+            parts = " ".join(f"{k} {p[k]:.4f}" for k in ("loss", "main", "ssl") if k in p)
+            line = f"epoch {p['epoch']:.2f} {parts} {p['examples_per_s']:,.0f} ex/s"
+            if self.progress is not None:
+                self.progress.update(self.task, completed=p["step"], description=line)
+            else:
+                log(f"step {p['step']} {line}")
+        elif kind == "eval":
+            text = " ".join(f"{k} {v:.4f}" for k, v in p.items() if k != "step")
+            (self.progress.console.print if self.progress is not None else log)(f"step {p['step']} {text}")
+        elif kind == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

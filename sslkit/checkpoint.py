@@ -1,0 +1,98 @@
+"""One checkpoint file per run: weights, optimizer state, progress, and the config that made it.
+
+Saved atomically (bytes in memory, temp file, rename) and loaded with `weights_only=True`, so a
+checkpoint can never run code. Later stages (`eval`, `embed`) need nothing but the run directory.
+"""
+
+from __future__ import annotations
+
+import io as _bytes
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sslkit import __version__, io
+from sslkit.config import Config, dump_config
+from sslkit.errors import CheckpointError
+
+FORMAT = "sslkit-checkpoint"
+VERSION = 1
+FILE = "checkpoint.pt"
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
+                    cfg: Config, progress: dict[str, Any]) -> None:
+    """Write `run_dir/checkpoint.pt` atomically."""
+    state = {"format": FORMAT, "version": VERSION, "sslkit": __version__, "model": model.state_dict(),
+             "optimizers": [o.state_dict() for o in optimizers], "progress": progress,
+             "config": dump_config(cfg)}
+    buf = _bytes.BytesIO()
+    torch.save(state, buf)
+    io.atomic_write_bytes(run_dir / FILE, buf.getvalue())
+
+
+def read_checkpoint(run_dir: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and sanity-check a checkpoint (weights only, no code)."""
+    path = Path(run_dir) / FILE
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"{run_dir}: run directory not found", hint="pass a directory made by `sslkit train --out`")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no checkpoint in this run directory",
+                              hint="train it first (`sslkit train SCHEMA --out RUN`)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/garbled files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__})",
+                              hint="the file is corrupt or not an sslkit checkpoint; retrain or restore it")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an sslkit checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {state.get('version')} is not supported "
+                              f"by sslkit {__version__} (expects {VERSION})")
+    return state
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
+                    cfg: Config) -> dict[str, Any]:
+    """Restore model and optimizer state for `--resume`; returns the saved progress."""
+    state = read_checkpoint(run_dir)
+    saved = state["config"]
+    now = dump_config(cfg)
+    for section in ("model", "interactions", "items", "queries", "split"):
+        if saved.get(section) != now.get(section):
+            raise CheckpointError(f"{run_dir}: cannot resume: '{section}' differs from the checkpoint's config",
+                                  hint="resume with the same schema, or train into a new --out")
+    load_state(model, state["model"], run_dir)
+    try:
+        for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(opt_state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{run_dir}: optimizer state does not match ({e})",
+                              hint="resume with the same --optimizer")
+    return state["progress"]
+
+
+def load_state(model: torch.nn.Module, weights: dict[str, Any], run_dir: Path) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{run_dir}: checkpoint does not fit this model ({first})",
+                              hint="the schema or model settings changed since training")
+
+
+def run_metadata(store: Any, argv: list[str] | None, device: torch.device) -> dict[str, Any]:
+    """Provenance written into every run directory."""
+    import numpy
+    import polars
+    import pydantic
+
+    return {"argv": argv or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "feature_store": {"key": store.key, "path": str(store.path) if store.path else None},
+            "device": str(device), "python": platform.python_version(),
+            "versions": {"sslkit": __version__, "torch": torch.__version__, "polars": polars.__version__,
+                         "numpy": numpy.__version__, "pydantic": pydantic.__version__}}

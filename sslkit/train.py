@@ -1,0 +1,391 @@
+"""`sslkit train`: one readable loop — batch softmax (eq. 6) + α · SSL InfoNCE (eq. 3, 5).
+
+A step is index gathers on the device-resident fused feature store, one embedding_bag per entity,
+one item-tower pass over [positives; view 1; view 2], two losses, sparse + dense optimizer steps.
+The loop reports through `on_event(kind, payload)` and never prints; `should_stop()` lets the
+caller (the CLI's signal handler) end it cleanly with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from sslkit import augment, io, losses
+from sslkit.checkpoint import load_checkpoint, run_metadata, save_checkpoint
+from sslkit.config import Config, dump_config
+from sslkit.errors import TrainingError
+from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.store import FeatureStore
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C / SIGTERM) after saving a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epochs_done: int
+    examples_per_s: float
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available", hint="use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, built once."""
+
+    cfg: Config
+    device: torch.device
+    model: TwoTower
+    optimizers: list[torch.optim.Optimizer]
+    items: FusedTable
+    queries: FusedTable
+    train_pairs: torch.Tensor  # long (n, 2) on device
+    log_q: torch.Tensor | None  # float (items,) log sampling frequency
+    ssl_cdf: torch.Tensor | None  # popularity sampling CDF (items,)
+    multi_cols: torch.Tensor  # bool (S,) columns of multi-valued item features
+    mask_table: torch.Tensor | None  # bool (F, F) CFM masking sets
+    mask_size: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
+    """Model, optimizers and device tensors for a config and feature store."""
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)  # parameter init only; the loop uses explicit generators
+    item_layout = Layout.from_specs(store.items.specs)
+    query_layout = None if store.item_to_item else Layout.from_specs(store.queries.specs)
+    model = TwoTower(item_layout=item_layout, query_layout=query_layout, dim=cfg.model.embedding_dim,
+                     hidden=list(cfg.model.hidden), share_embeddings=cfg.model.share_embeddings).to(device)
+    items = fuse(store.items, item_layout).to(device)
+    queries = items if store.item_to_item else fuse(store.queries, query_layout).to(device)  # type: ignore[arg-type]
+    pairs = torch.from_numpy(np.asarray(store.splits["train"], dtype=np.int64)).to(device)
+    counts = torch.bincount(pairs[:, 1], minlength=items.ids.shape[0]).double()
+    log_q = torch.log(counts.clamp_min(1) / counts.sum()).float() if cfg.train.logq_correction else None
+    ssl_cdf = torch.cumsum(counts / counts.sum(), 0).float() if cfg.ssl.item_sampling == "popularity" else None
+    k = item_layout.num_features
+    mask_size = cfg.ssl.mask_size or max(1, k // 2)
+    if augment.uses_ssl(cfg.ssl.aug) and cfg.ssl.aug != "so" and not 1 <= mask_size < max(k, 2):
+        raise TrainingError(f"ssl.mask_size={mask_size} must be between 1 and {k - 1} for {k} item features")
+    table = augment.cfm_mask_table(mi_sets, k).to(device) if mi_sets else None
+    batch = min(cfg.train.batch_size, len(pairs))
+    steps_per_epoch = max(1, len(pairs) // batch)
+    total = cfg.train.steps or steps_per_epoch * cfg.train.epochs
+    return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
+                 queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
+                 multi_cols=item_layout.multi_columns().to(device), mask_table=table, mask_size=mask_size,
+                 steps_per_epoch=steps_per_epoch, total_steps=total)
+
+
+def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]:
+    """Sparse tables and dense weights get their own optimizer (sparse gradients need it)."""
+    lr = cfg.train.lr
+    if cfg.train.optimizer == "adagrad":  # TF's default initial accumulator, as the paper's setup
+        return [torch.optim.Adagrad(model.sparse_parameters(), lr=lr, initial_accumulator_value=0.1),
+                torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1)]
+    return [torch.optim.SparseAdam(model.sparse_parameters(), lr=lr),
+            torch.optim.Adam(model.dense_parameters(), lr=lr)]
+
+
+def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Joint loss for one batch of training pairs (rows: long (B,) into train_pairs)."""
+    cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
+    pairs = s.train_pairs.index_select(0, rows)
+    q_ids, q_dense = s.queries.gather(pairs[:, 0])
+    i_ids, i_dense = s.items.gather(pairs[:, 1])
+    b, f = len(rows), s.model.item_embedding.layout.num_features
+    i_mask = augment.feature_dropout_mask(b, f, cfg.ssl.dropout, generator=gen).to(dev) if aug == "fd" else None
+    ids, dense, masks = [i_ids], [i_dense], [i_mask]
+    n_views = 0
+    if augment.uses_ssl(aug):
+        bs = cfg.ssl.batch_size or b
+        ssl_rows = _sample_items(s, bs, gen)
+        v_ids, v_dense = s.items.gather(ssl_rows)
+        views = [v_ids] if aug == "so" else list(_views(s, v_ids, gen))
+        n_views = len(views) if aug == "so" else 2
+        if aug == "so":
+            ids.append(v_ids); dense.append(v_dense); masks.append(None)
+        else:
+            for (vi, vm) in views:
+                ids.append(vi); dense.append(v_dense); masks.append(vm)
+    mask = None
+    if any(m is not None for m in masks):
+        mask = torch.cat([m if m is not None else torch.zeros((len(x), f), dtype=torch.bool, device=dev)
+                          for m, x in zip(masks, ids)])
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        q = s.model.query_vectors(q_ids, q_dense)
+        v_all = s.model.item_vectors(torch.cat(ids), torch.cat(dense), mask)
+    v, rest = v_all[:b], v_all[b:]
+    log_q = s.log_q.index_select(0, pairs[:, 1]) if s.log_q is not None else None
+    main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
+    parts = {"main": main}
+    ssl = None
+    if n_views == 1:
+        ssl = losses.spread_out_loss(rest, temperature=cfg.ssl.temperature)
+    elif n_views == 2:
+        z1, z2 = rest.chunk(2)
+        ssl = losses.info_nce_loss(z1, z2, temperature=cfg.ssl.temperature)
+    if ssl is not None:
+        parts["ssl"] = ssl
+    return losses.joint_loss(main, ssl, alpha=cfg.ssl.alpha), parts
+
+
+def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
+    """SSL item batch: uniform over the catalog (the paper's choice) or by training popularity."""
+    n_items = s.items.ids.shape[0]
+    if s.ssl_cdf is None:
+        return torch.randint(n_items, (n,), generator=gen).to(s.device)
+    u = torch.rand(n, generator=gen).to(s.device)
+    return torch.searchsorted(s.ssl_cdf, u).clamp_max(n_items - 1)
+
+
+def _views(s: Setup, ids: torch.Tensor, gen: torch.Generator) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+    """Two augmented views in the fused layout: masking (per `aug`), then value dropout."""
+    aug, b = s.cfg.ssl.aug, ids.shape[0]
+    f = s.model.item_embedding.layout.num_features
+    if aug in ("cfm", "cfm_no_dropout"):
+        if s.mask_table is None:
+            raise TrainingError("CFM needs mutual information; none was computed")
+        m1, m2 = augment.cfm_masks(s.mask_table.cpu(), b, generator=gen)
+    elif aug == "rfm":
+        m1, m2 = augment.random_complementary_masks(b, f, s.mask_size, generator=gen)
+    elif aug == "rfm_no_compl":
+        m1, m2 = augment.independent_random_masks(b, f, s.mask_size, generator=gen)
+    else:  # no_mask
+        m1 = m2 = None
+    out = []
+    for m in (m1, m2):
+        v = ids
+        if aug != "cfm_no_dropout" and s.cfg.ssl.dropout > 0:
+            drop = torch.rand(ids.shape, generator=gen).to(s.device) < s.cfg.ssl.dropout
+            v = ids.masked_fill(drop & s.multi_cols & (ids != 0), 0)
+        out.append((v, m.to(s.device) if m is not None else None))
+    return tuple(out)
+
+
+def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any] | None = None,
+          resume: bool = False, argv: list[str] | None = None, on_event: Event = lambda k, p: None,
+          should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
+    """Train a two-tower model; write config, metrics, checkpoints and a summary into `run_dir`.
+
+    Raises:
+        Interrupted: `should_stop()` turned true; a resumable checkpoint was saved first.
+        TrainingError: non-finite loss (the last good checkpoint is kept), bad settings.
+        CheckpointError: `resume` with a missing or incompatible checkpoint.
+    """
+    names = [n for n, sp in store.items.specs.items() if not sp.dense]
+    mi_sets = [[names.index(f) for f in mi["mask_sets"][n]] for n in names] if mi else None
+    s = build_setup(cfg, store, mi_sets)
+    order_gen, step_gen = torch.Generator().manual_seed(cfg.train.seed), torch.Generator().manual_seed(cfg.train.seed + 1)
+    epoch, step_in_epoch, step = 0, 0, 0
+    order_state = order_gen.get_state()
+    if resume:
+        progress = load_checkpoint(run_dir, s.model, s.optimizers, cfg)
+        epoch, step_in_epoch, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
+        order_state = progress["order_rng"]
+        step_gen.set_state(progress["step_rng"])
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    io.write_json(run_dir / "config.json", dump_config(cfg))
+    io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device))
+    io.write_json(run_dir / "vocabs.json", {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()})
+    if mi:
+        io.write_json(run_dir / "mi.json", mi)
+    val = validation_set(store, cfg)
+    on_event("start", {"total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "device": str(s.device),
+                       "step": step, "parameters": sum(p.numel() for p in s.model.parameters())})
+    batch = min(cfg.train.batch_size, len(s.train_pairs))
+    validation: dict[str, float] = {}
+    t0, done_at_start, window = time.perf_counter(), step, (time.perf_counter(), step)
+    with (run_dir / "metrics.jsonl").open("a") as log:
+        while step < s.total_steps:
+            order_gen.set_state(order_state)
+            perm = torch.randperm(len(s.train_pairs), generator=order_gen).to(s.device)
+            next_order_state = order_gen.get_state()
+            while step_in_epoch < s.steps_per_epoch and step < s.total_steps:
+                if should_stop():
+                    _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
+                    raise Interrupted(f"stopped at step {step}; checkpoint saved — continue with --resume")
+                rows = perm[step_in_epoch * batch:(step_in_epoch + 1) * batch]
+                loss, parts = step_loss(s, rows, step_gen)
+                for opt in s.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in s.optimizers:
+                    opt.step()
+                step, step_in_epoch = step + 1, step_in_epoch + 1
+                if step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu":
+                    value = float(loss)
+                    if not math.isfinite(value):
+                        raise TrainingError(f"loss became {value} at step {step}; the last good checkpoint is kept in {run_dir}",
+                                            hint="lower --lr or raise the temperatures")
+                if step % cfg.train.log_every == 0 or step == s.total_steps:
+                    now = time.perf_counter()
+                    rate = (step - window[1]) * batch / max(now - window[0], 1e-9)
+                    window = (now, step)
+                    rec = {"step": step, "epoch": epoch + step_in_epoch / s.steps_per_epoch, "loss": float(loss),
+                           **{k: float(v) for k, v in parts.items()}, "examples_per_s": rate}
+                    log.write(json.dumps(rec) + "\n"); log.flush()
+                    on_event("step", rec)
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                    validation = _validate(s, val, step, log, on_event)
+            if step_in_epoch >= s.steps_per_epoch:
+                epoch, step_in_epoch, order_state = epoch + 1, 0, next_order_state
+                if not cfg.train.eval_every:
+                    validation = _validate(s, val, step, log, on_event)
+            _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
+            on_event("checkpoint", {"step": step, "epoch": epoch})
+    elapsed = time.perf_counter() - t0
+    rate = (step - done_at_start) * batch / max(elapsed, 1e-9)
+    if not validation:
+        validation = _validate(s, val, step, None, on_event)
+    summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
+               "train_seconds": elapsed, "validation": validation, "device": str(s.device)}
+    io.write_json(run_dir / "summary.json", summary)
+    on_event("done", summary)
+    return TrainResult(run_dir=run_dir, steps=step, epochs_done=epoch, examples_per_s=rate, validation=validation)
+
+
+def _save(run_dir: Path, s: Setup, cfg: Config, epoch: int, step_in_epoch: int, step: int,
+          order_state: torch.Tensor, step_gen: torch.Generator) -> None:
+    save_checkpoint(run_dir, s.model, s.optimizers, cfg, {
+        "epoch": epoch, "step_in_epoch": step_in_epoch, "step": step,
+        "order_rng": order_state, "step_rng": step_gen.get_state()})
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint (and any torn last line)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("step", 0) <= step:
+            keep.append(line)
+    io.atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+@dataclass
+class ValidationSet:
+    queries: np.ndarray  # int64 (Q,) query rows
+    indptr: np.ndarray  # int64 (Q+1,)
+    items: np.ndarray  # int64 (nnz,)
+
+
+def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
+    """A fixed sample of test queries with their relevant items."""
+    from sslkit.evaluate import group_pairs
+
+    q, indptr, items = group_pairs(np.asarray(store.splits["test"]))
+    n = min(cfg.train.eval_queries, len(q))
+    pick = np.sort(np.random.default_rng(cfg.train.seed).choice(len(q), size=n, replace=False))
+    lens = np.diff(indptr)[pick]
+    sel = np.concatenate([items[indptr[i]:indptr[i + 1]] for i in pick]) if n else np.zeros(0, np.int64)
+    return ValidationSet(queries=q[pick], indptr=np.concatenate([[0], np.cumsum(lens)]), items=sel)
+
+
+def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event) -> dict[str, float]:
+    """Recall@K on the validation sample with exact retrieval over the whole catalog."""
+    from sslkit.index import exact_topk
+    from sslkit.metrics import compute_metrics, summarize
+
+    if not len(val.queries):
+        return {}
+    s.model.eval()
+    items = embed_all(s.model, s.items)
+    q_rows = torch.from_numpy(val.queries).to(s.device)
+    q_ids, q_dense = s.queries.gather(q_rows)
+    with torch.inference_mode():
+        qv = s.model.query_vectors(q_ids, q_dense)
+    s.model.train()
+    ks = sorted(s.cfg.eval.k)
+    k = min(max(ks), items.shape[0])
+    exclude = q_rows if s.queries is s.items else None
+    _, top = exact_topk(qv.float(), items.float(), k, exclude_self=exclude)
+    per_query = compute_metrics(top.cpu().numpy(), val.indptr, val.items, [x for x in ks if x <= k])
+    result = {f"val_{key}": v for key, v in summarize(per_query).items() if key.startswith("recall")}
+    rec = {"step": step, **result}
+    if log is not None:
+        log.write(json.dumps(rec) + "\n"); log.flush()
+    on_event("eval", rec)
+    return result
+
+
+def run_training(cfg: Config, *, run_dir: Path, resume: bool = False, overwrite: bool = False,
+                 argv: list[str] | None = None, log: Callable[[str], None] = lambda _: None,
+                 on_event: Event = lambda k, p: None, stop_on_signals: bool = False) -> TrainResult:
+    """Everything `sslkit train` does: feature store, MI for CFM, run-directory checks, signals."""
+    import signal
+
+    from sslkit.errors import ConfigError
+    from sslkit.store import load_or_build
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other", hint="pick one")
+    has_run = (run_dir / "checkpoint.pt").exists()
+    if resume and not has_run:
+        raise TrainingError(f"{run_dir}: nothing to resume (no checkpoint.pt)", hint="drop --resume to start a new run")
+    if has_run and not (resume or overwrite):
+        raise TrainingError(f"{run_dir}: already holds a trained run",
+                            hint="use --resume to continue it, --overwrite to replace it, or another --out")
+    store = load_or_build(cfg, log=log)
+    mi = training_mi(cfg, store, log) if cfg.ssl.aug in ("cfm", "cfm_no_dropout") else None
+    stop = {"flag": False}
+    previous: dict[int, Any] = {}
+    if stop_on_signals:
+        def _handler(signum: int, frame: Any) -> None:
+            stop["flag"] = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _handler)
+    try:
+        return train(cfg, store, run_dir=run_dir, mi=mi, resume=resume, argv=argv, on_event=on_event,
+                     should_stop=lambda: stop["flag"])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def training_mi(cfg: Config, store: FeatureStore, log: Callable[[str], None]) -> dict[str, Any]:
+    """CFM's masking sets: from `ssl.mi_path` when given (checked against the schema), else computed."""
+    from sslkit.errors import ConfigError
+    from sslkit.mi import catalog_mi
+
+    names = [n for n, sp in store.items.specs.items() if not sp.dense]
+    if cfg.ssl.mi_path:
+        path = cfg.resolve(cfg.ssl.mi_path) or cfg.ssl.mi_path
+        try:
+            obj = io.read_json(path)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"ssl.mi_path {path}: cannot read MI JSON ({e})", hint="write it with `sslkit mi SCHEMA --out FILE`")
+        if sorted(obj.get("mask_sets", {})) != sorted(names):
+            raise ConfigError(f"ssl.mi_path {path}: its features do not match this schema's item features",
+                              hint="recompute it with `sslkit mi SCHEMA --out FILE`")
+        return obj
+    _, obj = catalog_mi(store, mask_size=cfg.ssl.mask_size, normalized=cfg.ssl.mi == "nmi")
+    log("computed mutual information for CFM: " + "; ".join(f"{k}→{','.join(v[1:])}" for k, v in obj["mask_sets"].items()))
+    return obj
