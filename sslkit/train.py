@@ -101,7 +101,9 @@ def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]
     """Sparse tables and dense weights get their own optimizer (sparse gradients need it)."""
     lr = cfg.train.lr
     if cfg.train.optimizer == "adagrad":  # TF's default initial accumulator, as the paper's setup
-        return [torch.optim.Adagrad(model.sparse_parameters(), lr=lr, initial_accumulator_value=0.1),
+        from sslkit.optim import SparseAdagrad
+
+        return [SparseAdagrad(model.sparse_parameters(), lr=lr, initial_accumulator_value=0.1),
                 torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1)]
     return [torch.optim.SparseAdam(model.sparse_parameters(), lr=lr),
             torch.optim.Adam(model.dense_parameters(), lr=lr)]
@@ -237,7 +239,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     opt.step()
                 step, step_in_epoch = step + 1, step_in_epoch + 1
                 if step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu":
-                    value = float(loss)
+                    value = loss.item()
                     if not math.isfinite(value):
                         raise TrainingError(f"loss became {value} at step {step}; the last good checkpoint is kept in {run_dir}",
                                             hint="lower --lr or raise the temperatures")
@@ -245,8 +247,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     now = time.perf_counter()
                     rate = (step - window[1]) * batch / max(now - window[0], 1e-9)
                     window = (now, step)
-                    rec = {"step": step, "epoch": epoch + step_in_epoch / s.steps_per_epoch, "loss": float(loss),
-                           **{k: float(v) for k, v in parts.items()}, "examples_per_s": rate}
+                    rec = {"step": step, "epoch": epoch + step_in_epoch / s.steps_per_epoch, "loss": loss.item(),
+                           **{k: v.item() for k, v in parts.items()}, "examples_per_s": rate}
                     log.write(json.dumps(rec) + "\n"); log.flush()
                     on_event("step", rec)
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:

@@ -1,0 +1,182 @@
+"""`sslkit embed`: a trained run → (id, vector) rows for the catalog or for new rows, plus an index.
+
+A run directory is self-contained: the checkpoint carries the config, `vocabs.json` the fitted
+vocabularies, so new rows (items never seen in training: cold start) are encoded exactly as the
+training data was.
+"""
+
+from __future__ import annotations
+
+import io as _bytes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from sslkit import encode, io
+from sslkit.checkpoint import load_state, read_checkpoint
+from sslkit.config import Config, Feature, validate
+from sslkit.errors import CheckpointError, DataError
+from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
+from sslkit.store import EntityTable, FeatureStore
+
+FORMATS = ("parquet", "npy", "ndjson", "csv")
+
+
+@dataclass
+class Run:
+    """A trained run loaded for inference."""
+
+    dir: Path
+    cfg: Config
+    model: TwoTower
+    vocabs: dict[str, dict[str, encode.Vocab]]
+    item_specs: dict[str, FeatureSpec]
+    query_specs: dict[str, FeatureSpec] | None  # None in item-to-item mode
+    state: dict[str, Any]
+
+    def store(self, log: Any = lambda _: None) -> FeatureStore:
+        """The run's feature store (rebuilt from the schema's data files if not cached)."""
+        from sslkit.store import load_or_build
+
+        store = load_or_build(self.cfg, log=log)
+        for entity, vocabs in self.vocabs.items():
+            saved = {f: v.num_embeddings for f, v in vocabs.items()}
+            now = {f: v.num_embeddings for f, v in store.vocabs.get(entity, {}).items()}
+            if saved != now:
+                raise CheckpointError(f"{self.dir}: the data behind the schema changed since training "
+                                      f"({entity} vocabularies differ)", hint="retrain, or restore the original data")
+        return store
+
+
+def specs_from(features: dict[str, Feature], vocabs: dict[str, encode.Vocab]) -> dict[str, FeatureSpec]:
+    return {n: FeatureSpec(name=n, type=f.type, num_embeddings=0 if f.dense else vocabs[n].num_embeddings,
+                           max_len=f.length(), dense=f.dense) for n, f in features.items()}
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
+    """Model + config + vocabularies from a run directory (CheckpointError when unusable)."""
+    run_dir = Path(run_dir)
+    state = read_checkpoint(run_dir)
+    try:
+        cfg = validate(state["config"], source=str(run_dir / "checkpoint.pt"))
+        raw = io.read_json(run_dir / "vocabs.json")
+        vocabs = {e: {f: encode.Vocab.from_json(v) for f, v in vs.items()} for e, vs in raw.items()}
+        item_specs = specs_from(cfg.items.features, vocabs["items"])
+        query_specs = None if cfg.item_to_item() else specs_from(cfg.queries.features or {}, vocabs["queries"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{run_dir}: run files are missing or inconsistent ({type(e).__name__}: {e})",
+                              hint="retrain into a fresh --out")
+    model = TwoTower(item_layout=Layout.from_specs(item_specs),
+                     query_layout=Layout.from_specs(query_specs) if query_specs else None,
+                     dim=cfg.model.embedding_dim, hidden=list(cfg.model.hidden),
+                     share_embeddings=cfg.model.share_embeddings)
+    load_state(model, state["model"], run_dir)
+    model.eval()
+    return Run(dir=run_dir, cfg=cfg, model=model.to(device), vocabs=vocabs, item_specs=item_specs,
+               query_specs=query_specs, state=state)
+
+
+def encode_rows(df: pl.DataFrame, features: dict[str, Feature], vocabs: dict[str, encode.Vocab],
+                specs: dict[str, FeatureSpec], *, id_col: str, path: str, section: str) -> EntityTable:
+    """Encode new rows with a run's fitted vocabularies (unknown values → OOV / hash buckets)."""
+    require_columns(df, {id_col: f"{section}.id"} | {f.source(n): f"{section}.features.{n}" for n, f in features.items()},
+                    path=path)
+    check_ids(df, id_col, path=path, key=f"{section}.id", unique=False)
+    out, lengths = {}, {}
+    for name, feat in features.items():
+        col = feat.source(name)
+        check_feature(df, col, feat, path=path, key=f"{section}.features.{name}")
+        if feat.type == "numeric":
+            out[name], lengths[name] = encode.encode_numeric(df[col], vocabs[name], feat.dense)
+        else:
+            long = encode.tokens(df, col, feat)
+            out[name], lengths[name] = encode.encode_tokens(long, vocabs[name], df.height, feat.length())
+    return EntityTable(ids=np.asarray(df[id_col].cast(pl.String).to_numpy()).astype(str), features=out,
+                       lengths=lengths, specs=specs)
+
+
+def embed_table(run: Run, table: EntityTable, *, queries: bool, batch_size: int = 8192) -> np.ndarray:
+    """float32 (rows, d) vectors for an encoded table."""
+    specs = run.query_specs if queries and run.query_specs else run.item_specs
+    fused = fuse(table, Layout.from_specs(specs))
+    return embed_all(run.model, fused, queries=queries, batch_size=batch_size).float().cpu().numpy()
+
+
+def embed(run: Run, *, items: str | None = None, queries: str | None = None,
+          log: Any = lambda _: None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, vectors, entity): the whole catalog by default, or the rows of an items/queries file."""
+    cfg = run.cfg
+    if items and queries:
+        raise DataError("give --items or --queries, not both")
+    if queries:
+        if cfg.item_to_item():
+            raise DataError("item-to-item runs embed queries as items", hint="use --items")
+        df = io.read_table(queries, strings=[cfg.query_id()])
+        table = encode_rows(df, cfg.queries.features or {}, run.vocabs["queries"], run.query_specs or {},
+                            id_col=cfg.query_id(), path=queries, section="queries")
+        return table.ids, embed_table(run, table, queries=True), "queries"
+    if items:
+        df = io.read_table(items, strings=[cfg.item_id()])
+        table = encode_rows(df, cfg.items.features, run.vocabs["items"], run.item_specs,
+                            id_col=cfg.item_id(), path=items, section="items")
+        return table.ids, embed_table(run, table, queries=False), "items"
+    store = run.store(log)
+    return np.asarray(store.items.ids), embed_table(run, store.items, queries=False), "items"
+
+
+def write_vectors(ids: np.ndarray, vectors: np.ndarray, out: str, fmt: str) -> None:
+    """Write (id, vector) rows; '-' = stdout. npy writes vectors to OUT and ids to OUT.ids.txt."""
+    import sys
+
+    if fmt == "npy":
+        if out == "-":
+            raise DataError("--format npy needs a file", hint="pass --out FILE.npy")
+        buf = _bytes.BytesIO()
+        np.save(buf, vectors.astype(np.float32))
+        io.atomic_write_bytes(out, buf.getvalue())
+        io.atomic_write_text(out + ".ids.txt", "".join(f"{i}\n" for i in ids))
+        return
+    if fmt == "csv":
+        df = pl.DataFrame({"id": ids.tolist()}).hstack(
+            pl.DataFrame(vectors, schema=[f"v{j}" for j in range(vectors.shape[1])]))
+    else:
+        df = pl.DataFrame({"id": ids.tolist(), "vector": vectors.astype(np.float32)})
+    if out == "-":
+        if fmt == "parquet":
+            raise DataError("--format parquet needs a file", hint="pass --out FILE.parquet or --format ndjson")
+        text = df.write_ndjson() if fmt == "ndjson" else df.write_csv()
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    buf = _bytes.BytesIO()
+    {"parquet": df.write_parquet, "ndjson": df.write_ndjson, "csv": df.write_csv}[fmt](buf)
+    io.atomic_write_bytes(out, buf.getvalue())
+
+
+def build_index(vectors: np.ndarray, path: str, cfg: Config) -> Any:
+    """HNSW index over vectors (inner product on the unit vectors), saved atomically."""
+    from sslkit.index import HnswIndex
+
+    h = cfg.eval.hnsw
+    index = HnswIndex.build(vectors.astype(np.float32), M=h.M, ef_construction=h.ef_construction, ef=h.ef)
+    index.save(path)
+    return index
+
+
+def item_vectors(run: Run, log: Any = lambda _: None) -> tuple[np.ndarray, np.ndarray]:
+    """Catalog ids and vectors, cached in the run directory (`items.npy`, `items.ids.txt`)."""
+    vec_path, ids_path = run.dir / "items.npy", run.dir / "items.npy.ids.txt"
+    fresh = vec_path.exists() and vec_path.stat().st_mtime >= (run.dir / "checkpoint.pt").stat().st_mtime
+    if fresh and ids_path.exists():
+        vectors = np.load(vec_path)
+        ids = np.array(ids_path.read_text().splitlines())
+        if len(ids) == len(vectors):
+            return ids, vectors
+    ids, vectors, _ = embed(run, log=log)
+    write_vectors(ids, vectors, str(vec_path), "npy")
+    return ids, vectors
+
