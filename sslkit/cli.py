@@ -212,6 +212,95 @@ def train(
         console.out.print(console.table(None, ["run", *list(summary)[1:]], [list(summary.values())]))
 
 
+RunsArg = Annotated[list[Path], typer.Argument(help="Run directories made by `sslkit train`.", show_default=False)]
+
+
+@app.command("eval")
+@handle_errors
+def eval_(
+    runs: RunsArg,
+    k: Annotated[Optional[str], typer.Option("--k", help="Cutoffs, comma-separated [eval.k: 10,50].")] = None,
+    index: Annotated[Optional[str], typer.Option("--index", help="exact | hnsw [eval.index].")] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Run to compare against (bootstrap CIs).")] = None,
+    exclude_seen: Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Drop each query's training positives.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Queries per retrieval block.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recall@K / MAP@K over the whole catalog, head/tail/cold slices, TopPopular, comparisons."""
+    from sslkit.evaluate import compare, evaluate_run
+
+    ks = _parse_ks(k)
+    if index not in (None, "exact", "hnsw"):
+        raise typer.BadParameter("use exact or hnsw", param_hint="--index")
+    paths = list(dict.fromkeys([*runs, *([baseline] if baseline else [])]))
+    results = []
+    for path in paths:
+        console.log(f"evaluating {path}")
+        results.append(evaluate_run(path, ks=ks, index=index, exclude_seen=exclude_seen, batch_size=batch_size,
+                                    log=console.log))
+    base = results[paths.index(baseline)] if baseline else None
+    comparison = compare(results, base)
+    if json_out:
+        _print_json({"runs": [r.to_json() for r in results], "comparison": comparison})
+    else:
+        console.render_eval([r.to_json() for r in results], comparison)
+
+
+def _parse_ks(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--k")
+    if not ks or min(ks) < 1:
+        raise typer.BadParameter("cutoffs must be positive", param_hint="--k")
+    return ks
+
+
+@app.command()
+@handle_errors
+def embed(
+    run: Annotated[Path, typer.Argument(help="Run directory.", show_default=False)],
+    items: Annotated[Optional[str], typer.Option("--items", help="Embed these item rows (file or -) instead of the catalog.")] = None,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Embed these query rows (file or -).")] = None,
+    out: Annotated[str, typer.Option("--out", help="Output file, or - for stdout.")] = "-",
+    fmt: Annotated[str, typer.Option("--format", help="parquet | npy | ndjson | csv")] = "ndjson",
+    index: Annotated[Optional[Path], typer.Option("--index", help="Also build an HNSW index here (items).")] = None,
+) -> None:
+    """Item (or query) embeddings with their ids; new rows are encoded with the run's vocabularies."""
+    from sslkit.embed import FORMATS, build_index, embed as run_embed, load_run, write_vectors
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    r = load_run(run)
+    ids, vectors, entity = run_embed(r, items=items, queries=queries, log=console.log)
+    if index:
+        if entity != "items":
+            raise typer.BadParameter("an index is built over items", param_hint="--index")
+        build_index(vectors, str(index), r.cfg)
+        console.log(f"wrote HNSW index {index} ({len(ids):,} items)")
+    write_vectors(ids, vectors, out, fmt)
+    console.log(f"embedded {len(ids):,} {entity} (d={vectors.shape[1]})" + ("" if out == "-" else f" → {out}"))
+
+
+@app.command()
+@handle_errors
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory.", show_default=False)],
+    k: Annotated[int, typer.Option("--k", min=1, help="Items per query.")] = 10,
+    queries: Annotated[str, typer.Option("--queries", help="Query ids or NDJSON feature rows, one per line (file or -).")] = "-",
+) -> None:
+    """Top-K items per query from the run's HNSW index, one NDJSON line per query (stdin → stdout)."""
+    from sslkit.recommend import recommend_lines
+
+    failed = recommend_lines(run, queries, k, write=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
+                             warn=console.warn, log=console.log)
+    if failed:
+        console.error(f"{failed} input line(s) could not be answered (see above)")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -252,7 +252,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, overrides)
-    raw["base_dir"] = str(path.parent)
+    raw["base_dir"] = str(path.resolve().parent)
     return validate(raw, source=str(path), overrides=overrides)
 
 

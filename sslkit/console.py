@@ -157,3 +157,26 @@ class TrainDisplay:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def render_eval(runs: list[dict[str, Any]], comparison: dict[str, Any]) -> None:
+    """`sslkit eval` tables: metrics per run, TopPopular, slices, comparison."""
+    if not runs:
+        return
+    metric_names = [m for m in runs[0]["metrics"] if m.split("@")[0] in ("recall", "map")]
+    rows = [(r["run"], r["config"]["aug"], *[r["metrics"][m] for m in metric_names],
+             r.get(next((k for k in r if k.startswith("ann_recall")), ""), None)) for r in runs]
+    rows.append(("TopPopular", "-", *[runs[0]["toppop"].get(m) for m in metric_names], None))
+    out.print(table(f"Whole-catalog retrieval ({runs[0]['queries']:,} test queries, index {runs[0]['index']})",
+                    ["run", "aug", *metric_names, "ANN recall"], rows, right=[*metric_names, "ANN recall"]))
+    srows = [(r["run"], name, s["pairs"], *[s.get(m) for m in metric_names])
+             for r in runs for name, s in r["slices"].items()]
+    out.print(table("Slices (head = top 10% training items, cold = unseen in training)",
+                    ["run", "slice", "pairs", *metric_names], srows, right=["pairs", *metric_names]))
+    if comparison.get("vs_baseline"):
+        crow = [(c["run"], *[f"{c[m]['relative']:+.1%} [{c[m]['low']:+.1%}, {c[m]['high']:+.1%}]" for m in metric_names])
+                for c in comparison["vs_baseline"]]
+        out.print(table(f"vs baseline {comparison['baseline']} (paired bootstrap 95% CI)", ["run", *metric_names], crow))
+    for g in comparison.get("groups", []):
+        cells = [f"{g[m]['mean']:.4f} ± {g[m]['std']:.4f}" for m in metric_names]
+        out.print(table(f"{g['seeds']} seeds: {g['config']['aug']}", metric_names, [cells]))
