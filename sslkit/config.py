@@ -339,3 +339,7 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "sslkit schema"
     return schema
+
+
+if __name__ == "__main__":  # python -m sslkit.config > schemas/sslkit.schema.json
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
