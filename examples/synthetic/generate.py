@@ -10,8 +10,8 @@ Usage:
     python examples/synthetic/generate.py                        # regenerate the committed example
     python examples/synthetic/generate.py --preset wikipedia --out /tmp/wiki --format parquet
 
-Everything is vectorized numpy (loops only over categories and rejection rounds); identical
-arguments give byte-identical files.
+Everything is vectorized numpy (loops only over categories); identical arguments give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ N_BRANDS = 500
 N_TAGS = 300
 TAG_POOL = 24  # tags in each category's pool
 MAX_TAGS = 5
+N_SUBS = N_CATEGORIES * SUBS_PER_CATEGORY
 TITLE_POOL = 6  # words in each subcategory's (and category's) pool
 ZIPF_EXPONENT = 1.1
 COLD_FRACTION = 0.10  # catalog-only items: never in any pair
@@ -40,11 +41,8 @@ USER_PREF_PROB = 0.7  # user picks from the preferred category
 WEIGHT_SCALE = 1e9  # popularity weights are integers (exact cumulative sums)
 
 ALL_FEATURES = ("item_id", "category", "subcategory", "brand", "tags", "title", "price", "year")
-FEATURE_YAML = {
-    "item_id": "{type: categorical}",
-    "category": "{type: categorical}",
-    "subcategory": "{type: categorical}",
-    "brand": "{type: categorical}",
+FEATURE_YAML = {  # schema line per item feature
+    **dict.fromkeys(("item_id", "category", "subcategory", "brand"), "{type: categorical}"),
     "tags": '{type: multi_categorical, separator: "|", max_len: 8}',
     "title": "{type: text, max_len: 12}",
     "price": "{type: numeric, buckets: 10}",
@@ -93,24 +91,47 @@ class GroupSampler:
     """Draw items by popularity within a group: exact inverse CDF over items sorted by group."""
 
     def __init__(self, groups: np.ndarray, weight: np.ndarray, n_groups: int) -> None:
+        self.weight = weight
         self.order = np.argsort(groups, kind="stable")
+        self.rank = np.argsort(self.order)  # item -> its position in `order`
         self.cum = np.cumsum(weight[self.order])
         bounds = np.searchsorted(groups[self.order], np.arange(n_groups + 1))
         padded = np.concatenate([[0], self.cum])
         self.start = padded[bounds[:-1]]
         self.total = padded[bounds[1:]] - self.start
 
-    def draw(self, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One item per entry of `group`; empty groups fall back to the whole catalog."""
+    def draw(self, group: np.ndarray, rng: np.random.Generator,
+             exclude: np.ndarray | None = None) -> np.ndarray:
+        """One item per entry of `group`, never `exclude` (an item of that group), if given.
+
+        Groups with no weight left fall back to the whole catalog.
+        """
         start, total = self.start[group], self.total[group]
-        empty = total == 0
+        skip = skip_at = np.zeros(len(group), np.int64)
+        if exclude is not None:  # remove the excluded item's segment from the group's CDF
+            skip = self.weight[exclude]
+            skip_at = self.cum[self.rank[exclude]] - skip
+        total = total - skip
+        empty = total <= 0
         start = np.where(empty, 0, start)
-        total = np.where(empty, self.cum[-1], total)
+        total = np.where(empty, self.cum[-1] - skip, total)
         offset = np.minimum((rng.random(len(group)) * total).astype(np.int64), total - 1)
-        return self.order[np.searchsorted(self.cum, start + offset, side="right")]
+        u = start + offset
+        u += np.where(u >= skip_at, skip, 0)
+        return self.order[np.searchsorted(self.cum, u, side="right")]
+
+    @classmethod
+    def flat(cls, weight: np.ndarray) -> "GroupSampler":
+        """A sampler over everything (one group)."""
+        return cls(np.zeros(len(weight), np.int64), weight, 1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` draws from group 0 (the whole population of a `flat` sampler)."""
+        return self.draw(np.zeros(n, np.int64), rng)
 
 
 def _names(prefix: str, n: int, width: int) -> np.ndarray:
+    """`prefix` + zero-padded 0..n-1 (at least `width` digits), e.g. i000123."""
     width = max(width, len(str(max(n - 1, 0))))
     return np.char.add(prefix, np.char.zfill(np.arange(n).astype(str), width))
 
@@ -125,13 +146,14 @@ def _pseudo_words(n: int, rng: np.random.Generator) -> np.ndarray:
     return cand[np.sort(first)][:n]
 
 
-def _join_tokens(vocab: np.ndarray, ids: np.ndarray, mask: np.ndarray, sep: str) -> pl.Series:
-    """Row-wise join of vocab[ids] where mask (first occurrence of a repeated token kept)."""
+def _join_tokens(vocab: np.ndarray, ids: np.ndarray, mask: np.ndarray, sep: str,
+                 unique: bool = False) -> pl.Series:
+    """Row-wise join of vocab[ids] where mask (with `unique`, repeated tokens kept once)."""
     n, width = ids.shape
     frame = pl.DataFrame({"w": pl.Series(vocab).gather(ids.ravel()), "m": mask.ravel()})
     words = frame.select(pl.when(pl.col("m")).then(pl.col("w"))).to_series()
     lists = words.reshape((n, width)).arr.to_list().list.drop_nulls()
-    return lists.list.unique(maintain_order=True).list.join(sep)
+    return (lists.list.unique(maintain_order=True) if unique else lists).list.join(sep)
 
 
 def _hierarchy(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +167,9 @@ def _hierarchy(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
 
 def _brands(sub: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each brand has a home subcategory; 90% of items take a brand from their subcategory."""
-    n_subs = N_CATEGORIES * SUBS_PER_CATEGORY
-    home = rng.permutation(np.arange(N_BRANDS) % n_subs)
+    home = rng.permutation(np.arange(N_BRANDS) % N_SUBS)
     order = np.argsort(home, kind="stable")
-    bounds = np.searchsorted(home[order], np.arange(n_subs + 1))
+    bounds = np.searchsorted(home[order], np.arange(N_SUBS + 1))
     count = bounds[1:] - bounds[:-1]
     pick = bounds[:-1][sub] + (rng.random(len(sub)) * count[sub]).astype(np.int64)
     native = order[np.minimum(pick, N_BRANDS - 1)]
@@ -166,19 +187,20 @@ def _tags(cat: np.ndarray, rng: np.random.Generator) -> pl.Series:
                    rng.integers(0, N_TAGS, (n, MAX_TAGS)))
     k = rng.choice(MAX_TAGS, n, p=(0.3, 0.3, 0.2, 0.12, 0.08)) + 1
     k[rng.random(n) < 0.03] = 0
-    joined = _join_tokens(_names("tag", N_TAGS, 3), ids, np.arange(MAX_TAGS) < k[:, None], "|")
+    mask = np.arange(MAX_TAGS) < k[:, None]
+    joined = _join_tokens(_names("tag", N_TAGS, 3), ids, mask, "|", unique=True)
     return pl.select(pl.when(pl.lit(pl.Series(k > 0))).then(pl.lit(joined))).to_series()
 
 
 def _titles(cat: np.ndarray, sub: np.ndarray, rng: np.random.Generator) -> pl.Series:
     """3-8 words: subcategory pool 55%, category pool 15%, generic 30%; some Capitalized/UPPER."""
-    n, width, n_subs = len(cat), 8, N_CATEGORIES * SUBS_PER_CATEGORY
-    own = _pseudo_words((n_subs + N_CATEGORIES) * TITLE_POOL, rng)
+    n, width = len(cat), 8
+    own = _pseudo_words((N_SUBS + N_CATEGORIES) * TITLE_POOL, rng)
     lower = np.concatenate([own, np.array(GENERIC_WORDS)])
     vocab = np.concatenate([lower, np.char.capitalize(lower), np.char.upper(lower)])
     slot = rng.integers(0, TITLE_POOL, (n, width))
     sub_word = sub[:, None] * TITLE_POOL + slot
-    cat_word = (n_subs + cat[:, None]) * TITLE_POOL + slot
+    cat_word = (N_SUBS + cat[:, None]) * TITLE_POOL + slot
     generic = len(own) + rng.integers(0, len(GENERIC_WORDS), (n, width))
     source = rng.choice(3, (n, width), p=(0.55, 0.15, 0.30))
     word = np.choose(source, [sub_word, cat_word, generic])
@@ -202,7 +224,7 @@ def make_items(n: int, rng: np.random.Generator) -> tuple[pl.DataFrame, Catalog]
     cat, sub = _hierarchy(n, rng)
     brand = _brands(sub, rng)
     tags, title = _tags(cat, rng), _titles(cat, sub, rng)
-    mu = rng.uniform(2.0, 5.5, N_CATEGORIES)[cat] + rng.normal(0, 0.3, N_CATEGORIES * SUBS_PER_CATEGORY)[sub]
+    mu = rng.uniform(2.0, 5.5, N_CATEGORIES)[cat] + rng.normal(0, 0.3, N_SUBS)[sub]
     price = np.round(np.exp(mu + rng.normal(0, 0.5, n)), 2)
     year = 1990 + np.minimum((35 * rng.beta(2.0, 1.2, n)).astype(np.int64), 34)
     ids = pl.Series(_names("i", n, 6))
@@ -227,31 +249,22 @@ def _timestamps(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _draw_related(src: np.ndarray, cat: Catalog, rng: np.random.Generator) -> np.ndarray:
     """A partner for each item: same subcategory / same category / anywhere, by popularity; != src."""
-    samplers = (GroupSampler(cat.sub, cat.weight, N_CATEGORIES * SUBS_PER_CATEGORY),
-                GroupSampler(cat.cat, cat.weight, N_CATEGORIES),
-                GroupSampler(np.zeros(len(cat.cat), np.int64), cat.weight, 1))
-    keys = (cat.sub, cat.cat, np.zeros(len(cat.cat), np.int64))
+    if np.count_nonzero(cat.weight) < 2:
+        raise ValueError("need at least two items with interactions")
+    anywhere = np.zeros(len(cat.cat), np.int64)
     mode = rng.choice(3, len(src), p=TARGET_MODES)
     out = np.empty_like(src)
-    todo = np.arange(len(src))
-    for attempt in range(40):  # rejection rounds (self pairs); then give up on the group
-        if attempt == 8:
-            mode[todo] = 2
-        for m in range(3):
-            sel = todo[mode[todo] == m]
-            out[sel] = samplers[m].draw(keys[m][src[sel]], rng)
-        todo = todo[out[todo] == src[todo]]
-        if todo.size == 0:
-            return out
-    raise RuntimeError("could not draw distinct partners; the catalog is too small")
+    for m, (key, n_groups) in enumerate(((cat.sub, N_SUBS), (cat.cat, N_CATEGORIES), (anywhere, 1))):
+        sel = mode == m
+        out[sel] = GroupSampler(key, cat.weight, n_groups).draw(key[src[sel]], rng, exclude=src[sel])
+    return out
 
 
 def make_pairs(n_pairs: int, cat: Catalog, rng: np.random.Generator) -> pl.DataFrame:
     """Item-to-item pairs. Every warm item is a target at least once (if n_pairs allows)."""
     warm = np.flatnonzero(cat.weight > 0)
     cover = rng.permutation(warm)[: min(len(warm), n_pairs)]
-    popular = GroupSampler(np.zeros(len(cat.cat), np.int64), cat.weight, 1)
-    query = popular.draw(np.zeros(n_pairs - len(cover), np.int64), rng)
+    query = GroupSampler.flat(cat.weight).sample(n_pairs - len(cover), rng)
     target = _draw_related(query, cat, rng)
     query = np.concatenate([query, _draw_related(cover, cat, rng)])
     target = np.concatenate([target, cover])
@@ -287,13 +300,11 @@ def make_user_pairs(n_pairs: int, users: pl.DataFrame, pref: np.ndarray, cat: Ca
     """User-to-item pairs: active users more often; 70% from the preferred category."""
     n_users = users.height
     activity = np.maximum((1000 * rng.lognormal(0, 1.0, n_users)).astype(np.int64), 1)
-    extra = GroupSampler(np.zeros(n_users, np.int64), activity, 1).draw(
-        np.zeros(max(n_pairs - n_users, 0), np.int64), rng)
-    user = np.concatenate([rng.permutation(n_users), extra])[:n_pairs]
+    extra = GroupSampler.flat(activity).sample(max(n_pairs - n_users, 0), rng)
+    user = np.concatenate([rng.permutation(n_users), extra])[:n_pairs]  # every user at least once
     by_cat = GroupSampler(cat.cat, cat.weight, N_CATEGORIES)
-    anywhere = GroupSampler(np.zeros(len(cat.cat), np.int64), cat.weight, 1)
     item = np.where(rng.random(n_pairs) < USER_PREF_PROB, by_cat.draw(pref[user], rng),
-                    anywhere.draw(np.zeros(n_pairs, np.int64), rng))
+                    GroupSampler.flat(cat.weight).sample(n_pairs, rng))
     perm = rng.permutation(n_pairs)
     return pl.DataFrame({
         "user_id": users["user_id"].gather(user[perm]),
@@ -326,31 +337,45 @@ def make_tables(items: int, pairs: int, users: int = 0, user_pairs: int = 0,
     return tables
 
 
-def _items_yaml(path: str, features: tuple[str, ...]) -> str:
-    lines = [f"  {f}: {FEATURE_YAML[f]}" for f in features]
-    return f"items:\n  path: {path}\n  id: item_id\n  features:\n" + "\n".join("  " + x for x in lines)
+SCHEMA_TEMPLATE = """\
+# sslkit schema — synthetic {kind} example (generated by examples/synthetic/generate.py)
+name: {name}
+interactions:
+  path: {inter:<22}# CSV / Parquet / NDJSON, a glob, or "-" for stdin
+  query: {query:<21}# column with the query id{query_note}
+  item: item_id               # column with the item id
+  time: ts                    # optional time column (used by split.method: time)
+  on_unknown_item: drop       # drop | error
+queries:
+{queries}
+items:
+  path: {items}
+  id: item_id
+  features:
+{features}
+split:
+  method: random
+  test_fraction: 0.1
+  seed: 0
+"""
+ITEM_QUERIES = "  kind: item                  # item-to-item: query features come from the catalog"
+USER_QUERIES = """\
+  kind: entity                # user-to-item: query features come from the users table
+  path: {users}
+  id: user_id
+  features:
+""" + "\n".join(f"    {c}: {{{{type: categorical}}}}"
+             for c in ("user_id", "age", "gender", "occupation", "zip"))
 
 
 def schema_text(name: str, paths: dict[str, str], features: tuple[str, ...], users: bool) -> str:
     """An sslkit schema (item-to-item, or user-to-item when `users`); paths relative to it."""
-    kind = "user-to-item" if users else "item-to-item"
-    inter, query = ("user_pairs", "user_id") if users else ("pairs", "query_item")
-    head = (f"# sslkit schema — synthetic {kind} example (generated by examples/synthetic/generate.py)\n"
-            f"name: {name}\ninteractions:\n"
-            f"  path: {paths[inter]:<22}# CSV / Parquet / NDJSON, a glob, or \"-\" for stdin\n"
-            f"  query: {query:<21}# column with the query id"
-            f"{' (an item id in item-to-item mode)' if not users else ''}\n"
-            "  item: item_id               # column with the item id\n"
-            "  time: ts                    # optional time column (used by split.method: time)\n"
-            "  on_unknown_item: drop       # drop | error\n")
-    if users:
-        feats = "\n".join(f"    {c}: {{type: categorical}}" for c in ("user_id", "age", "gender", "occupation", "zip"))
-        queries = (f"queries:\n  kind: entity                # user-to-item: query features from the users table\n"
-                   f"  path: {paths['users']}\n  id: user_id\n  features:\n{feats}\n")
-    else:
-        queries = "queries:\n  kind: item                  # item-to-item: query features come from the catalog\n"
-    split = "split:\n  method: random\n  test_fraction: 0.1\n  seed: 0\n"
-    return head + queries + _items_yaml(paths["items"], features) + "\n" + split
+    return SCHEMA_TEMPLATE.format(
+        kind="user-to-item" if users else "item-to-item", name=name,
+        inter=paths["user_pairs" if users else "pairs"], query="user_id" if users else "query_item",
+        query_note="" if users else " (an item id in item-to-item mode)",
+        queries=USER_QUERIES.format(users=paths["users"]) if users else ITEM_QUERIES,
+        items=paths["items"], features="\n".join(f"    {f}: {FEATURE_YAML[f]}" for f in features))
 
 
 def generate(out: str | Path = HERE, *, preset: str = "small", items: int | None = None,
@@ -372,15 +397,20 @@ def generate(out: str | Path = HERE, *, preset: str = "small", items: int | None
         raise ValueError(f"unknown preset {preset!r} or format {fmt!r}")
     p = PRESETS[preset]
     n_users = p.users if users is None else users
-    n_user_pairs = user_pairs if user_pairs is not None else (p.user_pairs or 40 * n_users)
-    tables = make_tables(items or p.items, p.pairs if pairs is None else pairs, n_users, n_user_pairs, seed)
+    if user_pairs is None:  # the preset's count for its own users, else 40 per user
+        user_pairs = p.user_pairs if users is None and p.user_pairs else 40 * n_users
+    tables = make_tables(p.items if items is None else items, p.pairs if pairs is None else pairs,
+                         n_users, user_pairs, seed)
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     rel = {key: f"data/{key}.{fmt}" for key in tables}
     written: dict[str, Path] = {}
     for key, df in tables.items():
         written[key] = out / rel[key]
-        df.write_csv(written[key]) if fmt == "csv" else df.write_parquet(written[key])
+        if fmt == "csv":
+            df.write_csv(written[key])
+        else:
+            df.write_parquet(written[key])
     name = "synthetic" if preset == "small" else f"synthetic_{preset}"
     written["schema"] = out / "schema.yaml"
     written["schema"].write_text(schema_text(name, rel, p.features, users=False))
@@ -393,12 +423,12 @@ def generate(out: str | Path = HERE, *, preset: str = "small", items: int | None
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=HERE, help="output dir (data/ + schemas); default: beside this script")
+    ap.add_argument("--out", type=Path, default=HERE, help="output dir (default: beside this script)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
     ap.add_argument("--items", type=int, help="catalog size")
     ap.add_argument("--pairs", type=int, help="item-to-item pairs")
     ap.add_argument("--users", type=int, help="users (0 = item-to-item only)")
-    ap.add_argument("--user-pairs", type=int, help="user-to-item pairs (default: preset, or 40 per user)")
+    ap.add_argument("--user-pairs", type=int, help="user-to-item pairs (default: the preset's, or 40 per user with --users)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--format", choices=("csv", "parquet"), default="csv")
     args = ap.parse_args(argv)
