@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from sslkit.config import load_config  # noqa: E402
 from sslkit.store import load_or_build  # noqa: E402
-from sslkit.train import build_setup, step_loss, training_mi  # noqa: E402
+from sslkit.train import build_setup, train_step, training_mi  # noqa: E402
 
 ML_SCHEMA = """
 name: ml100k-shape
@@ -98,12 +98,7 @@ def timed(setup, steps: int) -> float:
     t0 = time.perf_counter()
     for i in range(steps):
         rows = perm[(i * b) % (len(perm) - b):][:b]
-        loss, _ = step_loss(setup, rows, gen)
-        for opt in setup.optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in setup.optimizers:
-            opt.step()
+        train_step(setup, rows, gen)
     return steps * b / (time.perf_counter() - t0)
 
 

@@ -152,6 +152,17 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
     return losses.joint_loss(main, ssl, alpha=cfg.ssl.alpha), parts
 
 
+def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step on a batch of training pairs; returns the loss and its parts."""
+    loss, parts = step_loss(s, rows, gen)
+    for opt in s.optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in s.optimizers:
+        opt.step()
+    return loss, parts
+
+
 def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
     """SSL item batch: uniform over the catalog (the paper's choice) or by training popularity."""
     n_items = s.items.ids.shape[0]
@@ -231,12 +242,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
                     raise Interrupted(f"stopped at step {step}; checkpoint saved — continue with --resume")
                 rows = perm[step_in_epoch * batch:(step_in_epoch + 1) * batch]
-                loss, parts = step_loss(s, rows, step_gen)
-                for opt in s.optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in s.optimizers:
-                    opt.step()
+                loss, parts = train_step(s, rows, step_gen)
                 step, step_in_epoch = step + 1, step_in_epoch + 1
                 if step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu":
                     value = loss.item()
