@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-_DENSE_LIMIT = 1 << 25  # joint code space counted with bincount up to this size
+_DENSE_LIMIT = 1 << 22  # joint code space counted with bincount up to this size (else a sort)
 _CHUNK = 1 << 23  # value pairs per chunk (bounds memory for long bags)
 
 
@@ -102,6 +102,10 @@ def _joint(a: np.ndarray, va: np.ndarray, b: np.ndarray, vb: np.ndarray, card_b:
             keys_all.append(keys); w_all.append(np.ones(len(keys)) if w is None else w)
     if dense:
         return acc[acc > 0] / rows  # type: ignore[index]
+    if single:  # unit weights: a plain sort and run lengths (no argsort + gather)
+        keys = np.sort(np.concatenate(keys_all))
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        return np.diff(np.r_[starts, len(keys)]) / rows
     keys, w = np.concatenate(keys_all), np.concatenate(w_all)
     order = np.argsort(keys, kind="stable")
     keys, w = keys[order], w[order]
@@ -120,15 +124,21 @@ def mutual_information(features: Mapping[str, np.ndarray]) -> MIResult:
     bags = [_bags(features[n]) for n in names]
     margs = [_marginal(ids, v) for ids, v in bags]
     ent = np.array([-_plogp(m) for m in margs])
+    # a single-valued feature whose every value occurs once (an id) determines any other feature
+    # of its row: then H(X, Y) = H(X) exactly, and no joint count is needed
+    unique = [ids.shape[1] == 1 and bool(np.bincount(ids[:, 0].astype(np.int64)).max() == 1) for ids, _ in bags]
     k = len(names)
     mi = np.zeros((k, k))
     for i in range(k):
         mi[i, i] = ent[i]
         for j in range(i + 1, k):
             (a, va), (b, vb) = bags[i], bags[j]
-            pj = _joint(a, va, b, vb, int(b.max()) + 1)
             # I = Σ p log p(x,y) − Σ p log p(x) − Σ p log p(y) = H(X) + H(Y) − H(X,Y)
-            value = ent[i] + ent[j] + _plogp(pj)
+            if (unique[i] or unique[j]) and a.shape[1] == 1 and b.shape[1] == 1:
+                h_joint = ent[i] if unique[i] else ent[j]
+            else:
+                h_joint = -_plogp(_joint(a, va, b, vb, int(b.max()) + 1))
+            value = ent[i] + ent[j] - h_joint
             mi[i, j] = mi[j, i] = max(value, 0.0)
     denom = np.sqrt(np.outer(ent, ent))
     nmi = np.divide(mi, denom, out=np.zeros_like(mi), where=denom > 0)
