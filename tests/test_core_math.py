@@ -1,0 +1,143 @@
+"""Reference checks of the maths: losses vs naive loops, MI vs a naive count, metrics by hand, masks."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+
+from sslkit import augment, losses
+from sslkit.index import exact_topk
+from sslkit.metrics import compute_metrics
+from sslkit.mi import mask_sets, mutual_information
+
+
+def unit(b: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+
+
+def naive_softmax(q, v, tau, ids=None):
+    total = 0.0
+    for i in range(len(q)):
+        logits = [float(q[i] @ v[j]) / tau for j in range(len(v)) if ids is None or j == i or ids[j] != ids[i]]
+        pos = float(q[i] @ v[i]) / tau
+        total += -pos + math.log(sum(math.exp(x) for x in logits))
+    return total / len(q)
+
+
+@pytest.mark.parametrize("b,d,tau", [(2, 3, 1.0), (5, 4, 0.07), (8, 16, 0.5)])
+def test_losses_match_naive_loops(b: int, d: int, tau: float) -> None:
+    q, v = unit(b, d, 0), unit(b, d, 1)
+    assert losses.batch_softmax_loss(q, v, temperature=tau).item() == pytest.approx(naive_softmax(q, v, tau), rel=1e-5)
+    assert losses.info_nce_loss(q, v, temperature=tau).item() == pytest.approx(naive_softmax(q, v, tau), rel=1e-5)
+    assert losses.spread_out_loss(q, temperature=tau).item() == pytest.approx(naive_softmax(q, q, tau), rel=1e-5)
+    ids = torch.tensor([i % 3 for i in range(b)])  # repeated items → accidental hits removed
+    got = losses.batch_softmax_loss(q, v, temperature=tau, item_ids=ids).item()
+    assert got == pytest.approx(naive_softmax(q, v, tau, ids.tolist()), rel=1e-5)
+
+
+def test_logq_correction_by_hand() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    log_q = torch.log(torch.tensor([0.5, 0.25]))
+    # row 0: logits [1 - ln .5, 0.6 - ln .25]; row 1: [0 - ln .5, 0.8 - ln .25]
+    r0 = -(1 - math.log(0.5)) + math.log(math.exp(1 - math.log(0.5)) + math.exp(0.6 - math.log(0.25)))
+    r1 = -(0.8 - math.log(0.25)) + math.log(math.exp(-math.log(0.5)) + math.exp(0.8 - math.log(0.25)))
+    got = losses.batch_softmax_loss(q, v, temperature=1.0, log_q=log_q).item()
+    assert got == pytest.approx((r0 + r1) / 2, rel=1e-6)
+    assert losses.joint_loss(torch.tensor(2.0), torch.tensor(3.0), alpha=0.5).item() == 3.5
+
+
+def naive_mi(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    joint, pa, pb = defaultdict(float), defaultdict(float), defaultdict(float)
+    n = len(a)
+    for ra, rb in zip(a, b):
+        va = [x for x in ra if x != 0] or [0]
+        vb = [x for x in rb if x != 0] or [0]
+        for x in va:
+            pa[x] += 1 / len(va) / n
+            for y in vb:
+                joint[(x, y)] += 1 / (len(va) * len(vb)) / n
+        for y in vb:
+            pb[y] += 1 / len(vb) / n
+    mi = sum(p * math.log(p / (pa[x] * pb[y])) for (x, y), p in joint.items() if p > 0)
+    ha = -sum(p * math.log(p) for p in pa.values())
+    hb = -sum(p * math.log(p) for p in pb.values())
+    return mi, ha, hb
+
+
+def test_mi_matches_naive_reference_with_bags_and_missing_rows() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    cat = rng.integers(2, 8, (n, 1)).astype(np.int32)
+    bag = np.where(rng.random((n, 4)) < 0.5, rng.integers(2, 12, (n, 4)), 0).astype(np.int32)  # some empty rows
+    bag[:, 0] = np.where(rng.random(n) < 0.5, (cat[:, 0] + 3), bag[:, 0])  # correlated with cat
+    ident = np.arange(2, n + 2, dtype=np.int32)[:, None]
+    const = np.full((n, 1), 2, np.int32)
+    feats = {"cat": cat, "bag": bag, "id": ident, "const": const}
+    r = mutual_information(feats)
+    names = list(feats)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if i < j:
+                mi, ha, hb = naive_mi(feats[a], feats[b])
+                assert r.mi[i, j] == pytest.approx(mi, abs=1e-9) and r.mi[j, i] == r.mi[i, j]
+                assert r.entropy[i] == pytest.approx(ha, abs=1e-9) and r.entropy[j] == pytest.approx(hb, abs=1e-9)
+                denom = math.sqrt(ha * hb)
+                assert r.nmi[i, j] == pytest.approx(mi / denom if denom > 1e-6 else 0.0, abs=1e-9)
+    assert r.mi[names.index("const")].max() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mask_sets_seed_first_then_most_correlated() -> None:
+    m = np.array([[9, 3, 1, 3], [3, 9, 2, 0], [1, 2, 9, 5], [3, 0, 5, 9]], float)
+    sets = mask_sets(m, ["a", "b", "c", "d"], 3)
+    assert sets == {"a": ["a", "b", "d"], "b": ["b", "a", "c"], "c": ["c", "d", "b"], "d": ["d", "c", "a"]}
+    assert mask_sets(m, ["a", "b", "c", "d"])["a"] == ["a", "b"]  # default floor(k/2)
+
+
+def test_metrics_by_hand() -> None:
+    # query 0: top [3, 1, 7], relevant {1, 7, 9}: hits at ranks 2 and 3
+    # recall@3 = 2/3; AP@3 = (1/2 + 2/3) / min(3, 3); query 1: top [5, 4, 2], relevant {5}: AP = 1
+    top = np.array([[3, 1, 7], [5, 4, 2]])
+    m = compute_metrics(top, np.array([0, 3, 4]), np.array([1, 7, 9, 5]), [1, 3])
+    assert m["recall@3"].tolist() == pytest.approx([2 / 3, 1.0])
+    assert m["map@3"].tolist() == pytest.approx([(1 / 2 + 2 / 3) / 3, 1.0])
+    assert m["recall@1"].tolist() == [0.0, 1.0] and m["map@1"].tolist() == [0.0, 1.0]
+    # |rel| = 3 > K = 1 → AP@1 divides by min(3, 1) = 1
+    m = compute_metrics(np.array([[1, 3, 7]]), np.array([0, 3]), np.array([1, 7, 9]), [1])
+    assert m["map@1"].tolist() == [1.0] and m["mrr@1"].tolist() == [1.0]
+
+
+def test_exact_topk_independent_of_blocks_and_excludes_self() -> None:
+    items = unit(50, 8, 3).float()
+    queries = items[:7]
+    ref_s, ref_i = exact_topk(queries, items, 5, exclude_self=torch.arange(7))
+    assert not (ref_i == torch.arange(7)[:, None]).any()
+    brute = (queries @ items.T).fill_diagonal_(float("-inf")).topk(5).indices
+    assert torch.equal(ref_i, brute)
+    for qb, ib in ((1, 3), (2, 50), (7, 4)):
+        s, i = exact_topk(queries, items, 5, exclude_self=torch.arange(7), query_block=qb, item_block=ib)
+        assert torch.equal(i, ref_i) and torch.allclose(s, ref_s, atol=1e-6)
+
+
+def test_masks_partition_and_dropout_rate() -> None:
+    g = torch.Generator().manual_seed(0)
+    table = augment.cfm_mask_table([[0, 2], [1, 0], [2, 3], [3, 1]], 4)
+    m1, m2 = augment.cfm_masks(table, 6, generator=g)
+    assert (m1 ^ m2).all() and not (m1 & m2).any() and (m1 == m1[0]).all() and m1[0].sum() == 2
+    r1, r2 = augment.random_complementary_masks(100, 6, 2, generator=g)
+    assert (r1.sum(1) == 2).all() and (r1 ^ r2).all()
+    i1, i2 = augment.independent_random_masks(100, 6, 3, generator=g)
+    assert (i1.sum(1) == 3).all() and (i2.sum(1) == 3).all() and not (i1 ^ i2).all()
+    ids = torch.randint(1, 50, (1000, 100), generator=g)
+    ids[:, 90:] = 0
+    dropped = augment.value_dropout(ids, 0.3, generator=g)
+    rate = ((dropped == 0) & (ids != 0)).sum() / (ids != 0).sum()
+    assert abs(rate.item() - 0.3) < 0.01 and (dropped[:, 90:] == 0).all()
+    a = augment.value_dropout(ids, 0.3, generator=torch.Generator().manual_seed(5))
+    b = augment.value_dropout(ids, 0.3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
