@@ -1,10 +1,26 @@
-"""Retrieval metrics (DESIGN §5), vectorized over queries. Pure numpy.
+"""Retrieval metrics (DESIGN §5), vectorized over queries. Pure numpy, no Python loop over queries.
 
-Definitions (K = cutoff, rel = the query's relevant items, hit(i) = rank i is relevant):
+Inputs shared by every function:
+
+* ``topk``: int64 ``[Q, K]``, the retrieved item rows of each query in rank order; ``-1`` = no
+  result (padding). A row should not repeat an item; if it does, only the first occurrence counts.
+* the relevant items as CSR: ``rel_indptr`` int64 ``[Q + 1]`` (``rel_indptr[0] == 0``,
+  non-decreasing) and ``rel_items`` int64 ``[nnz]`` (item rows ``>= 0``). Query ``i``'s set is
+  ``rel_items[rel_indptr[i]:rel_indptr[i + 1]]``; duplicates inside a set are removed here.
+
+Definitions (K = cutoff, rel = the query's distinct relevant items, hit(i) = rank i is relevant):
+
 * Recall@K = |top-K ∩ rel| / |rel|
-* AP@K = Σ_{i≤K} P@i · hit(i) / min(|rel|, K)   (RecBole / Merlin; some libraries divide by the
-  number of hits instead, which rewards retrieving few relevant items); MAP@K = mean over queries.
-* NDCG@K with binary gains, ideal DCG over min(|rel|, K) positions; MRR@K = 1 / rank of the first hit.
+* AP@K = Σ_{i≤K} P@i · hit(i) / min(|rel|, K)  — the RecBole / NVIDIA Merlin definition, the one
+  sslkit uses. Some libraries (e.g. ``ml_metrics.apk``-style code) divide by the number of hits
+  instead, which rewards retrieving *few* relevant items; sslkit's numbers are not comparable with
+  those. MAP@K is the mean of AP@K over queries.
+* NDCG@K with binary gains: DCG = Σ_{i≤K} hit(i) / log2(i + 1), normalized by the ideal DCG of
+  min(|rel|, K) hits at the top.
+* MRR@K: 1 / rank of the first hit within the top K, else 0.
+
+Queries with no relevant item have undefined recall/AP/NDCG: the caller must drop them; every
+per-query function raises ``ValueError`` if one is left.
 """
 
 from __future__ import annotations
@@ -13,94 +29,289 @@ from typing import Sequence
 
 import numpy as np
 
+METRICS = ("recall", "map", "ndcg", "mrr")
+_BOOT_CHUNK_ELEMENTS = 1 << 22  # resampled indices held at once by the bootstrap (~32 MiB int64)
 
-def hits_matrix(topk: np.ndarray, rel_indptr: np.ndarray, rel_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """bool (Q, K) hits and int64 (Q,) number of distinct relevant items per query.
 
-    topk: int (Q, K) retrieved rows (−1 = none); rel_indptr (Q+1,), rel_items (nnz,) as CSR.
+def _check_csr(rel_indptr: np.ndarray, rel_items: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated int64 copies of a CSR relevance structure.
+
+    Args:
+        rel_indptr: int ``[Q + 1]``.
+        rel_items: int ``[nnz]``.
+        n_queries: Q, the number of rows of ``topk``.
+
+    Returns:
+        ``(indptr [Q + 1], items [nnz])`` as int64.
+
+    Raises:
+        ValueError: on a malformed CSR or a negative item.
     """
+    indptr = np.asarray(rel_indptr, dtype=np.int64).reshape(-1)
+    items = np.asarray(rel_items, dtype=np.int64).reshape(-1)
+    if len(indptr) != n_queries + 1:
+        raise ValueError(f"rel_indptr has {len(indptr)} entries, expected Q + 1 = {n_queries + 1}")
+    if indptr[0] != 0 or indptr[-1] != len(items) or (np.diff(indptr) < 0).any():
+        raise ValueError("rel_indptr must start at 0, be non-decreasing and end at len(rel_items)")
+    if len(items) and items.min() < 0:
+        raise ValueError("rel_items must be item rows >= 0")
+    return indptr, items
+
+
+def _first_occurrence(topk: np.ndarray) -> np.ndarray:
+    """bool ``[Q, K]``: True where the entry is a real item not already seen earlier in its row."""
+    if topk.shape[1] < 2:
+        return topk >= 0
+    order = np.argsort(topk, axis=1, kind="stable")  # equal items keep rank order
+    ranked = np.take_along_axis(topk, order, axis=1)
+    repeat = np.zeros(topk.shape, dtype=bool)
+    repeat[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+    first = np.empty_like(repeat)
+    np.put_along_axis(first, order, ~repeat, axis=1)
+    return first & (topk >= 0)
+
+
+def _hits_and_counts(topk: np.ndarray, rel_indptr: np.ndarray,
+                     rel_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hits bool ``[Q, K]`` and distinct relevant counts int64 ``[Q]`` (one sort of the keys)."""
     topk = np.asarray(topk, dtype=np.int64)
-    q = len(rel_indptr) - 1
-    n = int(max(topk.max(initial=0), np.max(rel_items, initial=0))) + 2
-    owner = np.repeat(np.arange(q, dtype=np.int64), np.diff(rel_indptr))
-    keys = np.unique(owner * n + np.asarray(rel_items, dtype=np.int64))
-    n_rel = np.bincount(keys // n, minlength=q)
+    if topk.ndim != 2:
+        raise ValueError(f"topk must be [Q, K], got shape {topk.shape}")
+    q = topk.shape[0]
+    indptr, items = _check_csr(rel_indptr, rel_items, q)
+    n = int(max(topk.max(initial=-1), items.max(initial=-1))) + 1  # key = query * n + item is unique
+    owner = np.repeat(np.arange(q, dtype=np.int64), np.diff(indptr))
+    keys = np.unique(owner * n + items)  # sorted, de-duplicated
+    n_rel = np.bincount(keys // max(n, 1), minlength=q).astype(np.int64)
+    if not len(keys):
+        return np.zeros(topk.shape, dtype=bool), n_rel
     cand = np.arange(q, dtype=np.int64)[:, None] * n + topk
-    pos = np.minimum(np.searchsorted(keys, cand), max(len(keys) - 1, 0))
-    hits = (keys[pos] == cand) & (topk >= 0) if len(keys) else np.zeros(topk.shape, bool)
-    return hits, n_rel
+    pos = np.minimum(np.searchsorted(keys, cand), len(keys) - 1)
+    return (keys[pos] == cand) & _first_occurrence(topk), n_rel
+
+
+def hits_matrix(topk: np.ndarray, rel_indptr: np.ndarray, rel_items: np.ndarray) -> np.ndarray:
+    """Which retrieved items are relevant.
+
+    Args:
+        topk: int64 ``[Q, K]`` retrieved item rows in rank order, ``-1`` = no result.
+        rel_indptr: int64 ``[Q + 1]`` CSR offsets of the relevant sets.
+        rel_items: int64 ``[nnz]`` relevant item rows (duplicates allowed, counted once).
+
+    Returns:
+        bool ``[Q, K]``: True where ``topk[q, i]`` is in query q's relevant set (``-1`` and repeats
+        of an item earlier in the row are False).
+    """
+    return _hits_and_counts(topk, rel_indptr, rel_items)[0]
+
+
+def relevant_counts(rel_indptr: np.ndarray, rel_items: np.ndarray) -> np.ndarray:
+    """Number of *distinct* relevant items per query.
+
+    Args:
+        rel_indptr: int64 ``[Q + 1]``.
+        rel_items: int64 ``[nnz]``.
+
+    Returns:
+        int64 ``[Q]``.
+    """
+    q = len(np.asarray(rel_indptr).reshape(-1)) - 1
+    return _hits_and_counts(np.zeros((q, 0), np.int64), rel_indptr, rel_items)[1]
+
+
+def _prepare(hits: np.ndarray, n_rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and cut: float64 hits ``[Q, k]`` and int64 n_rel ``[Q]``."""
+    hits = np.asarray(hits, dtype=bool)
+    n_rel = np.asarray(n_rel, dtype=np.int64).reshape(-1)
+    if hits.ndim != 2 or len(n_rel) != hits.shape[0]:
+        raise ValueError(f"hits {hits.shape} and n_rel {n_rel.shape} disagree on the number of queries")
+    if not 1 <= k <= hits.shape[1]:
+        raise ValueError(f"cutoff k={k} must be in [1, {hits.shape[1]}] (the number of retrieved items)")
+    if (n_rel <= 0).any():
+        raise ValueError(f"{int((n_rel <= 0).sum())} queries have no relevant item; drop them first")
+    return hits[:, :k].astype(np.float64), n_rel
 
 
 def recall_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    return hits[:, :k].sum(1) / n_rel
+    """Recall@k = |top-k ∩ rel| / |rel|.
+
+    Args:
+        hits: bool ``[Q, K]`` from :func:`hits_matrix`.
+        n_rel: int ``[Q]`` distinct relevant items per query (all > 0).
+        k: cutoff, ``1 <= k <= K``.
+
+    Returns:
+        float64 ``[Q]``.
+    """
+    h, n_rel = _prepare(hits, n_rel, k)
+    return h.sum(axis=1) / n_rel
 
 
 def average_precision_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    h = hits[:, :k].astype(np.float64)
-    precision = np.cumsum(h, 1) / np.arange(1, h.shape[1] + 1)
-    return (precision * h).sum(1) / np.minimum(n_rel, k)
+    """AP@k = Σ_{i≤k} P@i · hit(i) / min(|rel|, k) (RecBole / Merlin; see the module docstring).
+
+    Some libraries divide by the number of hits in the top k instead; sslkit does not.
+
+    Args:
+        hits: bool ``[Q, K]``.
+        n_rel: int ``[Q]`` (all > 0).
+        k: cutoff, ``1 <= k <= K``.
+
+    Returns:
+        float64 ``[Q]`` in [0, 1].
+    """
+    h, n_rel = _prepare(hits, n_rel, k)
+    precision = np.cumsum(h, axis=1) / np.arange(1, k + 1, dtype=np.float64)
+    return (precision * h).sum(axis=1) / np.minimum(n_rel, k)
 
 
 def ndcg_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits[:, :k] * discount[: hits[:, :k].shape[1]]).sum(1)
+    """NDCG@k with binary gains; the ideal DCG puts min(|rel|, k) hits at the top.
+
+    Args:
+        hits: bool ``[Q, K]``.
+        n_rel: int ``[Q]`` (all > 0).
+        k: cutoff, ``1 <= k <= K``.
+
+    Returns:
+        float64 ``[Q]`` in [0, 1].
+    """
+    h, n_rel = _prepare(hits, n_rel, k)
+    discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
     ideal = np.cumsum(discount)[np.minimum(n_rel, k) - 1]
-    return dcg / ideal
+    return (h @ discount) / ideal
 
 
-def reciprocal_rank_at_k(hits: np.ndarray, k: int) -> np.ndarray:
-    h = hits[:, :k]
-    first = h.argmax(1)
-    return np.where(h.any(1), 1.0 / (first + 1), 0.0)
+def reciprocal_rank_at_k(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """RR@k = 1 / rank of the first hit within the top k, 0 without one.
+
+    Args:
+        hits: bool ``[Q, K]``.
+        n_rel: int ``[Q]`` (all > 0; only validated, for the same contract as the other metrics).
+        k: cutoff, ``1 <= k <= K``.
+
+    Returns:
+        float64 ``[Q]`` in [0, 1].
+    """
+    h, _ = _prepare(hits, n_rel, k)
+    found = h.any(axis=1)
+    first = h.argmax(axis=1)
+    return np.where(found, 1.0 / (first + 1.0), 0.0)
+
+
+_FUNCS = {"recall": recall_at_k, "map": average_precision_at_k, "ndcg": ndcg_at_k, "mrr": reciprocal_rank_at_k}
 
 
 def compute_metrics(topk: np.ndarray, rel_indptr: np.ndarray, rel_items: np.ndarray,
                     ks: Sequence[int]) -> dict[str, np.ndarray]:
-    """Per-query arrays `recall@K`, `map@K`, `ndcg@K`, `mrr@K` for each K in ks."""
-    if any(k > topk.shape[1] for k in ks):
-        raise ValueError(f"cutoffs {list(ks)} exceed the {topk.shape[1]} retrieved items")
-    hits, n_rel = hits_matrix(topk, rel_indptr, rel_items)
+    """All per-query metrics at every cutoff.
+
+    Args:
+        topk: int64 ``[Q, K]`` retrieved item rows, ``-1`` = no result.
+        rel_indptr: int64 ``[Q + 1]`` CSR offsets of the relevant sets.
+        rel_items: int64 ``[nnz]`` relevant item rows.
+        ks: cutoffs, each in ``[1, K]``.
+
+    Returns:
+        ``{"recall@k", "map@k", "ndcg@k", "mrr@k"}`` for each k in ``ks`` → float64 ``[Q]``.
+
+    Raises:
+        ValueError: a cutoff outside ``[1, K]``, or a query without relevant items.
+    """
+    width = np.shape(topk)[1] if np.ndim(topk) == 2 else 0
+    bad = [k for k in ks if not 1 <= int(k) <= width]
+    if bad:
+        raise ValueError(f"cutoffs {bad} are outside [1, {width}] (the number of retrieved items)")
+    hits, n_rel = _hits_and_counts(topk, rel_indptr, rel_items)
     if (n_rel == 0).any():
-        raise ValueError("every query needs at least one relevant item")
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(hits, n_rel, k)
-        out[f"map@{k}"] = average_precision_at_k(hits, n_rel, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(hits, n_rel, k)
-        out[f"mrr@{k}"] = reciprocal_rank_at_k(hits, k)
-    return out
+        raise ValueError(f"{int((n_rel == 0).sum())} queries have no relevant item; drop them first")
+    return {f"{name}@{int(k)}": fn(hits, n_rel, int(k)) for k in ks for name, fn in _FUNCS.items()}
 
 
 def summarize(per_query: dict[str, np.ndarray]) -> dict[str, float]:
-    return {k: float(v.mean()) if len(v) else 0.0 for k, v in per_query.items()}
+    """Mean of each per-query metric.
+
+    Args:
+        per_query: name → float ``[Q]``.
+
+    Returns:
+        name → mean (NaN for an empty array).
+    """
+    return {k: float(np.mean(v)) if np.size(v) else float("nan") for k, v in per_query.items()}
+
+
+def _bootstrap_means(b: np.ndarray, t: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Paired resampled means: float64 ``[n_boot]`` each, chunked so memory stays bounded.
+
+    Every replicate draws Q query indices with replacement and uses them for both arrays.
+    """
+    rng = np.random.default_rng(seed)
+    q = len(b)
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // q)
+    mb, mt = np.empty(n_boot), np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, q, size=(stop - start, q))
+        mb[start:stop] = b[idx].mean(axis=1)
+        mt[start:stop] = t[idx].mean(axis=1)
+    return mb, mt
 
 
 def paired_bootstrap_ci(baseline: np.ndarray, treatment: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
                         level: float = 0.95) -> dict[str, float]:
-    """Relative improvement mean(t)/mean(b) − 1 with a paired percentile bootstrap over queries.
+    """Relative improvement of treatment over baseline with a paired percentile bootstrap.
 
-    `p_value` is the one-sided share of replicates whose improvement has the opposite sign of the
-    point estimate (doubled, capped at 1: a two-sided test).
+    Replicates resample the *same* query indices for both arrays (the runs were evaluated on the
+    same queries), which removes the between-query variance from the comparison. Memory is
+    bounded (chunks of ~4M resampled indices), so Q up to 1e6 works. Deterministic given ``seed``.
+
+    Args:
+        baseline: float ``[Q]`` per-query metric of the baseline run.
+        treatment: float ``[Q]`` the same metric, same queries in the same order.
+        n_boot: number of bootstrap replicates.
+        seed: seed of the resampling.
+        level: two-sided confidence level of the interval.
+
+    Returns:
+        ``relative``: mean(t) / mean(b) − 1 (NaN when mean(b) == 0); ``low``, ``high``: the
+        (1 − level)/2 and (1 + level)/2 percentiles of the replicates' relative improvement;
+        ``p_value``: the share of replicates with relative ≤ 0 — a ONE-sided bootstrap p-value for
+        "treatment is better than baseline" (small = confident improvement; close to 1 = confident
+        regression; for a two-sided test use 2 · min(p, 1 − p)). Replicates whose baseline mean is
+        0 are undefined and left out; with none left, all but ``relative`` are NaN.
+
+    Raises:
+        ValueError: mismatched or empty arrays, n_boot < 1, level outside (0, 1).
     """
-    b, t = np.asarray(baseline, np.float64), np.asarray(treatment, np.float64)
-    if b.shape != t.shape or b.ndim != 1 or not len(b):
-        raise ValueError("baseline and treatment need the same non-empty per-query arrays")
-    point = t.mean() / b.mean() - 1 if b.mean() > 0 else float("nan")
-    rng = np.random.default_rng(seed)
-    reps = []
-    chunk = max(1, 2_000_000 // len(b))
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        counts = rng.multinomial(len(b), np.full(len(b), 1.0 / len(b)), size=m).astype(np.float64)
-        mb, mt = counts @ b, counts @ t
-        reps.append(np.where(mb > 0, mt / np.where(mb > 0, mb, 1) - 1, np.nan))
-    r = np.concatenate(reps)
-    r = r[np.isfinite(r)]
-    lo, hi = (np.quantile(r, [(1 - level) / 2, (1 + level) / 2]) if len(r) else (np.nan, np.nan))
-    opposite = float(np.mean(r <= 0) if point > 0 else np.mean(r >= 0)) if len(r) else float("nan")
-    return {"relative": float(point), "low": float(lo), "high": float(hi), "p_value": min(1.0, 2 * opposite)}
+    b = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    t = np.asarray(treatment, dtype=np.float64).reshape(-1)
+    if b.shape != t.shape or not len(b):
+        raise ValueError(f"baseline {b.shape} and treatment {t.shape} need the same non-empty [Q] shape")
+    if n_boot < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
+    point = float(t.mean() / b.mean() - 1.0) if b.mean() != 0 else float("nan")
+    mb, mt = _bootstrap_means(b, t, n_boot, seed)
+    ok = mb != 0
+    rel = mt[ok] / mb[ok] - 1.0
+    if not len(rel):
+        return {"relative": point, "low": float("nan"), "high": float("nan"), "p_value": float("nan")}
+    low, high = np.quantile(rel, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return {"relative": point, "low": float(low), "high": float(high), "p_value": float(np.mean(rel <= 0.0))}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray(values, np.float64)
+    """Mean and sample standard deviation (ddof=1) of e.g. one metric over seeds.
+
+    Args:
+        values: ``[n]`` with n >= 1.
+
+    Returns:
+        ``(mean, std)``; std is 0.0 for a single value.
+
+    Raises:
+        ValueError: on an empty sequence.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not len(v):
+        raise ValueError("mean_std needs at least one value")
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

@@ -1,0 +1,225 @@
+"""Retrieval backends: exact blocked top-k (determinism, exclusions, padding) and the HNSW wrapper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sslkit.index
+from sslkit.errors import CheckpointError
+from sslkit.index import HnswIndex, ann_recall, exact_topk
+
+BLOCKS = [(1, 1), (3, 5), (7, 64), (16, 4), (1000, 10_000)]  # incl. item blocks smaller than k
+
+
+def reference(q: np.ndarray, items: np.ndarray, k: int, banned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Full float64 score matrix, banned → −inf, sorted by (−score, index); −1 where −inf."""
+    s = q.astype(np.float64) @ items.astype(np.float64).T
+    if banned is not None:
+        s[banned] = -np.inf
+    idx = np.broadcast_to(np.arange(s.shape[1]), s.shape)
+    order = np.lexsort((idx, -s), axis=1)[:, :k]
+    top_s = np.take_along_axis(s, order, 1)
+    top_i = np.where(np.isinf(top_s), -1, order)
+    if k > s.shape[1]:
+        pad = k - s.shape[1]
+        top_s = np.pad(top_s, ((0, 0), (0, pad)), constant_values=-np.inf)
+        top_i = np.pad(top_i, ((0, 0), (0, pad)), constant_values=-1)
+    return top_s, top_i
+
+
+def integer_data(seed: int, q: int = 23, n: int = 157, d: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Small integer vectors: exact float scores with many ties."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(-2, 3, (q, d), generator=g).float(), torch.randint(-2, 3, (n, d), generator=g).float())
+
+
+def test_matches_brute_force_topk() -> None:
+    g = torch.Generator().manual_seed(0)
+    q, items = torch.randn(50, 16, generator=g), torch.randn(2000, 16, generator=g)
+    scores, idx = exact_topk(q, items, 10, query_block=16, item_block=300)
+    ref_s, ref_i = torch.topk(q @ items.T, 10, dim=1)
+    assert scores.dtype == torch.float32 and idx.dtype == torch.int64 and idx.shape == (50, 10)
+    torch.testing.assert_close(idx, ref_i, rtol=0, atol=0)
+    torch.testing.assert_close(scores, ref_s, rtol=1e-5, atol=1e-5)
+
+
+def test_ties_go_to_lower_index_for_every_block_size() -> None:
+    q, items = integer_data(1)
+    ref_s, ref_i = reference(q.numpy(), items.numpy(), 10)
+    for qb, ib in BLOCKS:
+        s, i = exact_topk(q, items, 10, query_block=qb, item_block=ib)
+        np.testing.assert_array_equal(i.numpy(), ref_i, err_msg=f"blocks {qb}x{ib}")
+        np.testing.assert_array_equal(s.numpy(), ref_s.astype(np.float32))
+
+
+def test_identical_results_for_any_blocks_on_float_data() -> None:
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(40, 24, generator=g)
+    items = torch.cat([base, torch.randn(200, 24, generator=g), base[:10]])  # exact duplicate vectors
+    items = items[torch.randperm(len(items), generator=g)]
+    q = torch.randn(31, 24, generator=g)
+    runs = [exact_topk(q, items, 12, query_block=qb, item_block=ib) for qb, ib in BLOCKS]
+    for s, i in runs[1:]:
+        assert torch.equal(s, runs[0][0]) and torch.equal(i, runs[0][1])
+    s, i = runs[0]
+    tie = s[:, 1:] == s[:, :-1]  # duplicates tie exactly, lower index first
+    assert tie.any() and (i[:, 1:][tie] > i[:, :-1][tie]).all()
+
+
+def test_many_duplicates_straddling_the_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 300 copies of the same vector: the top-k is a tie far larger than the candidate margin
+    redone: list[int] = []
+    real = sslkit.index._redo_near_ties
+    monkeypatch.setattr(sslkit.index, "_redo_near_ties", lambda q, *a: redone.append(len(q)) or real(q, *a))
+    g = torch.Generator().manual_seed(3)
+    items = torch.cat([torch.randn(50, 8, generator=g) * 0.1, torch.ones(300, 8), torch.randn(50, 8, generator=g)])
+    items = items[torch.randperm(len(items), generator=g)]
+    q = torch.ones(4, 8) + 0.01 * torch.randn(4, 8, generator=g)
+    dup = (items == 1).all(1).nonzero().flatten()
+    for qb, ib in [(4, 400), (1, 37), (3, 128)]:
+        s, i = exact_topk(q, items, 20, query_block=qb, item_block=ib)
+        for row in range(4):
+            in_dup = torch.isin(i[row], dup)
+            assert torch.equal(i[row][in_dup], dup[: int(in_dup.sum())])  # the lowest-index copies
+    assert redone  # the near-tie path ran
+
+
+def test_exclusions_and_padding() -> None:
+    q, items = integer_data(4, q=9, n=40)
+    self_rows = torch.tensor([0, 5, -1, 39, 2, 2, -1, 7, 8])
+    sets = [[1, 2, 3], [], [0, 39], [5], [2], list(range(10)), [], [7], [11, 12]]
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in sets])])
+    excl = np.array([x for s in sets for x in s], dtype=np.int64)
+    banned = np.zeros((9, 40), bool)
+    for r, (sr, st) in enumerate(zip(self_rows.tolist(), sets)):
+        banned[r, st] = True
+        if sr >= 0:
+            banned[r, sr] = True
+    ref_s, ref_i = reference(q.numpy(), items.numpy(), 15, banned)
+    for qb, ib in BLOCKS:
+        for ptr in (indptr, torch.from_numpy(indptr)):
+            s, i = exact_topk(q, items, 15, exclude_self=self_rows, exclude_indptr=ptr, exclude_items=excl,
+                              query_block=qb, item_block=ib)
+            np.testing.assert_array_equal(i.numpy(), ref_i)
+            np.testing.assert_array_equal(s.numpy(), ref_s.astype(np.float32))
+
+
+def test_padding_when_too_few_candidates() -> None:
+    q, items = integer_data(5, q=3, n=5)
+    s, i = exact_topk(q, items, 8, exclude_self=torch.tensor([0, -1, 4]), exclude_indptr=np.array([0, 2, 2, 2]),
+                      exclude_items=np.array([1, 2]), item_block=2)
+    assert (i[0, 2:] == -1).all() and (i[0, :2] >= 0).all()  # 5 − 3 excluded = 2 left
+    assert (i[1, 5:] == -1).all() and sorted(i[1, :5].tolist()) == [0, 1, 2, 3, 4]
+    assert (i[2, 4:] == -1).all()
+    assert torch.isinf(s[i == -1]).all() and torch.isfinite(s[i >= 0]).all()
+
+
+def test_input_validation() -> None:
+    q, items = integer_data(6, q=3, n=5)
+    with pytest.raises(ValueError):
+        exact_topk(q, items[:, :3], 2)
+    with pytest.raises(ValueError):
+        exact_topk(q, items, 0)
+    with pytest.raises(ValueError):
+        exact_topk(q, items, 2, exclude_self=torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        exact_topk(q, items, 2, exclude_indptr=np.array([0, 1, 1, 1]), exclude_items=np.array([9]))
+    with pytest.raises(ValueError):
+        exact_topk(q, items, 2, exclude_indptr=np.array([0, 1]), exclude_items=np.array([1]))
+
+
+@pytest.fixture(scope="module")
+def clustered() -> tuple[np.ndarray, np.ndarray]:
+    """5k unit vectors in 50 gaussian clusters (d = 32) and 200 queries near corpus points."""
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((50, 32))
+    x = centers[rng.integers(0, 50, 5000)] + 0.35 * rng.standard_normal((5000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    qv = x[rng.integers(0, 5000, 200)] + 0.05 * rng.standard_normal((200, 32)).astype(np.float32)
+    return x, (qv / np.linalg.norm(qv, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def hnsw(clustered: tuple[np.ndarray, np.ndarray]) -> HnswIndex:
+    return HnswIndex.build(clustered[0], M=16, ef_construction=100, ef=50, num_threads=2)
+
+
+def test_hnsw_recall_against_exact(clustered: tuple[np.ndarray, np.ndarray], hnsw: HnswIndex) -> None:
+    x, qv = clustered
+    s, approx = hnsw.query(qv, 10)
+    exact_s, exact = exact_topk(torch.from_numpy(qv), torch.from_numpy(x), 10)
+    assert approx.dtype == np.int64 and s.dtype == np.float32 and approx.shape == (200, 10)
+    assert ann_recall(approx, exact.numpy()) >= 0.95
+    np.testing.assert_allclose(s[:, 0], exact_s[:, 0].numpy(), atol=1e-4)  # 1 − distance = inner product
+    assert (np.diff(s, axis=1) <= 1e-6).all()
+
+
+def test_hnsw_exclude_self_and_padding(clustered: tuple[np.ndarray, np.ndarray], hnsw: HnswIndex) -> None:
+    x, _ = clustered
+    rows = np.arange(100)
+    self_rows = np.where(rows % 4 == 0, -1, rows)
+    _, top = hnsw.query(x[:100], 10, exclude_self=self_rows)
+    assert top.shape == (100, 10) and (top >= 0).all()
+    assert not (top == self_rows[:, None]).any()
+    _, exact = exact_topk(torch.from_numpy(x[:100]), torch.from_numpy(x), 10,
+                          exclude_self=torch.from_numpy(self_rows))
+    assert ann_recall(top, exact.numpy()) >= 0.95
+    small = HnswIndex.build(x[:4])
+    s, i = small.query(x[:2], 6, exclude_self=np.array([0, 3]))
+    assert (i[:, 3:] == -1).all() and np.isinf(s[:, 3:]).all() and (i[0, :3] != 0).all()
+
+
+def test_save_load_round_trip(tmp_path: Path, clustered: tuple[np.ndarray, np.ndarray], hnsw: HnswIndex) -> None:
+    path = tmp_path / "idx" / "items.hnsw"
+    hnsw.save(path)
+    hnsw.save(path)  # overwrite in place
+    assert sorted(p.name for p in path.parent.iterdir()) == ["items.hnsw", "items.hnsw.json"]  # no temp files
+    meta = json.loads(Path(f"{path}.json").read_text())
+    assert meta == {"format": "sslkit-hnsw", "version": 1, "dim": 32, "count": 5000, "M": 16,
+                    "ef_construction": 100, "ef": 50, "space": "ip"}
+    loaded = HnswIndex.load(path)
+    for a, b in zip(hnsw.query(clustered[1], 10), loaded.query(clustered[1], 10)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _corrupt(path: Path, how: str) -> None:
+    side = Path(f"{path}.json")
+    if how == "missing_index":
+        path.unlink()
+    elif how == "missing_sidecar":
+        side.unlink()
+    elif how == "sidecar_not_json":
+        side.write_text("{nope")
+    elif how == "sidecar_wrong_format":
+        side.write_text(json.dumps({**json.loads(side.read_text()), "format": "faiss"}))
+    elif how == "dim_mismatch":
+        side.write_text(json.dumps({**json.loads(side.read_text()), "dim": 16}))
+    elif how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x07" * 5000)
+
+
+@pytest.mark.parametrize("how", ["missing_index", "missing_sidecar", "sidecar_not_json", "sidecar_wrong_format",
+                                 "dim_mismatch", "truncated", "garbage"])
+def test_load_failures_raise_checkpoint_error(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "items.hnsw"
+    HnswIndex.build(np.eye(8, dtype=np.float32)).save(path)
+    _corrupt(path, how)
+    with pytest.raises(CheckpointError) as info:
+        HnswIndex.load(path)
+    line = info.value.line()
+    assert str(tmp_path) in line and "sslkit embed RUN --index" in line and "\n" not in line
+
+
+def test_ann_recall() -> None:
+    approx = np.array([[1, 2, 3], [4, 5, -1], [7, 8, 9]])
+    exact = np.array([[3, 2, 9], [4, -1, -1], [-1, -1, -1]])
+    assert ann_recall(approx, exact) == pytest.approx((2 / 3 + 1) / 2)  # row 2 has no valid exact
+    assert ann_recall(exact, exact) == 1.0
