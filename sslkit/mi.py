@@ -2,7 +2,8 @@
 
 Each catalog row carries unit mass. A multi-valued (or text) feature spreads a row's mass evenly
 over its values; for a pair of features the row's mass is spread over the cross product of the two
-bags (1/(a·b) per value pair), so joint and marginal distributions stay consistent. A row with no
+bags (1/(a·b) per value pair; a value repeated in a bag counts once per occurrence), so joint and
+marginal distributions stay consistent. A row with no
 value counts as one "missing" value. MI is in nats; MI(i, i) := H(i). Normalized MI is
 MI / sqrt(H_i · H_j) (geometric mean, as scikit-learn's `average_method="geometric"`).
 Counting is vectorized: integer joint codes + `bincount` (or a sort for huge code spaces).

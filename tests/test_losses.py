@@ -1,0 +1,165 @@
+"""Losses (paper eq. 3, 5, 6) against naive Python loops over (i, j)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sslkit.losses import batch_softmax_loss, info_nce_loss, joint_loss, spread_out_loss
+
+
+def unit(b: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1).float()
+
+
+def naive_softmax_ce(a: torch.Tensor, b: torch.Tensor, tau: float, ids: list[int] | None = None,
+                     log_q: list[float] | None = None) -> float:
+    """mean_i −log softmax_i(i); column j dropped from row i when ids[j] == ids[i], j != i."""
+    a_, b_ = a.double().tolist(), b.double().tolist()
+    n = len(a_)
+    total = 0.0
+    for i in range(n):
+        logits = []
+        for j in range(n):
+            if ids is not None and j != i and ids[j] == ids[i]:
+                continue
+            s = sum(x * y for x, y in zip(a_[i], b_[j])) / tau
+            if log_q is not None:
+                s -= log_q[j]
+            logits.append((j, s))
+        m = max(s for _, s in logits)
+        lse = m + math.log(sum(math.exp(s - m) for _, s in logits))
+        pos = next(s for j, s in logits if j == i)
+        total += lse - pos
+    return total / n
+
+
+GRID = [(b, d, tau) for b in (1, 2, 5, 16) for d in (3, 8) for tau in (0.05, 0.2, 1.0)]
+
+
+@pytest.mark.parametrize("b,d,tau", GRID)
+def test_batch_softmax_matches_naive(b: int, d: int, tau: float) -> None:
+    q, it = unit(b, d, 1), unit(b, d, 2)
+    got = batch_softmax_loss(q, it, temperature=tau)
+    assert got.shape == () and got.dtype == torch.float32
+    assert got.item() == pytest.approx(naive_softmax_ce(q, it, tau), rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("b,d,tau", GRID)
+def test_info_nce_and_spread_out_match_naive(b: int, d: int, tau: float) -> None:
+    z1, z2 = unit(b, d, 3), unit(b, d, 4)
+    assert info_nce_loss(z1, z2, temperature=tau).item() == pytest.approx(
+        naive_softmax_ce(z1, z2, tau), rel=1e-5, abs=1e-5)
+    assert spread_out_loss(z1, temperature=tau).item() == pytest.approx(
+        naive_softmax_ce(z1, z1, tau), rel=1e-5, abs=1e-5)
+
+
+def test_info_nce_is_one_directional() -> None:
+    z1, z2 = unit(6, 4, 5), unit(6, 4, 6)
+    a = info_nce_loss(z1, z2, temperature=0.1).item()
+    b = info_nce_loss(z2, z1, temperature=0.1).item()
+    assert a == pytest.approx(naive_softmax_ce(z1, z2, 0.1), rel=1e-5)
+    assert b == pytest.approx(naive_softmax_ce(z2, z1, 0.1), rel=1e-5)
+    assert abs(a - b) > 1e-4  # the two directions really differ on random data
+
+
+def test_batch_size_one_is_zero() -> None:
+    z = unit(1, 4, 0)
+    assert batch_softmax_loss(z, unit(1, 4, 9), temperature=0.1).item() == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5])
+def test_accidental_hit_equals_removed_column(tau: float) -> None:
+    q, it = unit(5, 6, 7), unit(5, 6, 8)
+    ids = torch.tensor([10, 11, 10, 12, 11])  # rows 0/2 and 1/4 share an item id
+    got = batch_softmax_loss(q, it, temperature=tau, item_ids=ids).item()
+    # by hand: per-row CE over the kept columns only
+    logits = (q.double() @ it.double().T) / tau
+    keep = {0: [0, 1, 3, 4], 1: [0, 1, 2, 3], 2: [1, 2, 3, 4], 3: [0, 1, 2, 3, 4], 4: [0, 2, 3, 4]}
+    by_hand = 0.0
+    for i, cols in keep.items():
+        row = logits[i, cols]
+        by_hand += (torch.logsumexp(row, 0) - logits[i, i]).item()
+    by_hand /= 5
+    assert got == pytest.approx(by_hand, rel=1e-5, abs=1e-6)
+    assert got == pytest.approx(naive_softmax_ce(q, it, tau, ids=ids.tolist()), rel=1e-5, abs=1e-6)
+    # and it differs from the unmasked loss
+    assert abs(got - batch_softmax_loss(q, it, temperature=tau).item()) > 1e-4
+
+
+def test_distinct_ids_mask_nothing() -> None:
+    q, it = unit(7, 5, 1), unit(7, 5, 2)
+    a = batch_softmax_loss(q, it, temperature=0.1, item_ids=torch.arange(7)).item()
+    assert a == pytest.approx(batch_softmax_loss(q, it, temperature=0.1).item(), rel=1e-6)
+
+
+def test_all_same_id_only_positive_left() -> None:
+    q, it = unit(4, 5, 1), unit(4, 5, 2)
+    loss = batch_softmax_loss(q, it, temperature=0.1, item_ids=torch.zeros(4, dtype=torch.long))
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_logq_hand_computed_2x2() -> None:
+    # q = [[1,0],[0,1]], items = [[1,0],[0,1]], tau = 1 → cos = identity
+    # log_q = [log 0.5, log 0.25] → logits = [[1 − ln .5, −ln .25], [−ln .5, 1 − ln .25]]
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    log_q = torch.tensor([math.log(0.5), math.log(0.25)])
+    got = batch_softmax_loss(q, q.clone(), temperature=1.0, log_q=log_q).item()
+    l00, l01 = 1 - math.log(0.5), -math.log(0.25)
+    l10, l11 = -math.log(0.5), 1 - math.log(0.25)
+    row0 = math.log(math.exp(l00) + math.exp(l01)) - l00
+    row1 = math.log(math.exp(l10) + math.exp(l11)) - l11
+    assert got == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    # = mean of log(1 + e^(−1) · 2) and log(1 + e^(−1) / 2)
+    assert got == pytest.approx((math.log(1 + 2 / math.e) + math.log(1 + 0.5 / math.e)) / 2, rel=1e-6)
+    # without correction: log(1 + e^−1)
+    assert batch_softmax_loss(q, q.clone(), temperature=1.0).item() == pytest.approx(math.log(1 + 1 / math.e), rel=1e-6)
+
+
+def test_logq_matches_naive_random() -> None:
+    q, it = unit(6, 4, 11), unit(6, 4, 12)
+    log_q = torch.log(torch.tensor([0.1, 0.2, 0.05, 0.3, 0.15, 0.2]))
+    ids = torch.tensor([0, 1, 0, 2, 3, 4])
+    got = batch_softmax_loss(q, it, temperature=0.2, item_ids=ids, log_q=log_q).item()
+    assert got == pytest.approx(naive_softmax_ce(q, it, 0.2, ids=ids.tolist(), log_q=log_q.tolist()), rel=1e-5)
+
+
+def test_finite_gradients_with_masking() -> None:
+    q, it = unit(6, 8, 1).requires_grad_(), unit(6, 8, 2).requires_grad_()
+    ids = torch.tensor([1, 1, 1, 2, 2, 3])
+    loss = batch_softmax_loss(q, it, temperature=0.05, item_ids=ids, log_q=torch.full((6,), -3.0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(q.grad).all() and torch.isfinite(it.grad).all()
+    assert q.grad.abs().sum() > 0
+    # masked columns get no gradient from the row that masks them: row 0 vs item 1 (same id)
+    q2 = unit(6, 8, 1)
+    it2 = unit(6, 8, 2).requires_grad_()
+    batch_softmax_loss(q2[:1].expand(6, -1).contiguous(), it2, temperature=0.05,
+                       item_ids=torch.tensor([7, 7, 7, 7, 7, 7])).backward()
+    assert torch.isfinite(it2.grad).all()
+    assert it2.grad.abs().max().item() == pytest.approx(0.0, abs=1e-6)  # all negatives masked: loss ≡ 0
+
+
+def test_bf16_inputs_computed_in_float32() -> None:
+    q, it = unit(8, 16, 1), unit(8, 16, 2)
+    got = batch_softmax_loss(q.bfloat16(), it.bfloat16(), temperature=0.1)
+    assert got.dtype == torch.float32
+    ref = naive_softmax_ce(q.bfloat16().float(), it.bfloat16().float(), 0.1)
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_joint_loss_arithmetic() -> None:
+    main, ssl = torch.tensor(1.5), torch.tensor(0.25)
+    assert joint_loss(main, ssl, alpha=0.0).item() == pytest.approx(1.5)
+    assert joint_loss(main, ssl, alpha=2.0).item() == pytest.approx(2.0)
+    assert joint_loss(main, ssl, alpha=0.3).item() == pytest.approx(1.575)
+    assert joint_loss(main, None, alpha=5.0) is main
+    m = torch.tensor(1.0, requires_grad=True)
+    s = torch.tensor(2.0, requires_grad=True)
+    joint_loss(m, s, alpha=0.5).backward()
+    assert m.grad.item() == 1.0 and s.grad.item() == 0.5
