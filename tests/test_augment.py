@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslkit.augment import (AUGMENTATIONS, cfm_mask_table, cfm_masks, feature_dropout_mask,
-                            independent_random_masks, random_complementary_masks, uses_dropout, uses_masking,
-                            uses_ssl, value_dropout)
+from sslkit.augment import (AUGMENTATIONS, SSL_AUGMENTATIONS, View, augment_views, cfm_mask_table, cfm_masks,
+                            feature_dropout_mask, independent_random_masks, random_complementary_masks, uses_dropout,
+                            uses_masking, uses_ssl, value_dropout)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -43,13 +45,33 @@ def test_cfm_masks_one_seed_row_per_batch_and_complement() -> None:
         assert not (m1 & m2).any() and (m1 | m2).all()
 
 
-def test_cfm_every_seed_is_drawn() -> None:
+def test_cfm_every_seed_is_drawn_uniformly() -> None:
     t = torch.eye(6, dtype=torch.bool)  # row s = {s}: the seed is identifiable from the mask
     g = gen(1)
-    seen = [int(cfm_masks(t, 3, generator=g)[0][0].nonzero()) for _ in range(300)]
-    counts = torch.bincount(torch.tensor(seen), minlength=6)
+    seen = [int(cfm_masks(t, 3, generator=g)[0][0].nonzero()) for _ in range(600)]
+    counts = torch.bincount(torch.tensor(seen), minlength=6).double()
     assert (counts > 0).all()
-    assert counts.min() >= 20  # roughly uniform: expected 50 each
+    expected = 100.0
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 30.0  # 5 dof: P(chi2 > 20.5) = 0.001; loose bound
+
+
+def test_cfm_mask_equals_a_table_row_and_partitions() -> None:
+    t = cfm_mask_table(SETS, 5)
+    g = gen(12)
+    for _ in range(30):
+        m1, m2 = cfm_masks(t, 9, generator=g)
+        assert (m1 ^ m2).all() and not (m1 & m2).any()
+        rows = [s for s in range(5) if torch.equal(m1[0], t[s])]
+        assert rows  # the mask is one seed's set (seeds 0 and 2 share the set {0, 2})
+        assert torch.equal(m1, t[rows[0]].expand(9, -1))
+
+
+def test_cfm_mask_table_rejects_bad_sets() -> None:
+    with pytest.raises(ValueError, match="one masking set per feature"):
+        cfm_mask_table(SETS[:4], 5)
+    with pytest.raises(ValueError, match="outside"):
+        cfm_mask_table([[0, 5], [1], [2], [3], [4]], 5)
 
 
 @pytest.mark.parametrize("b,f,size", [(1, 2, 1), (8, 5, 2), (32, 10, 5), (16, 7, 6)])
@@ -59,6 +81,26 @@ def test_random_complementary_masks(b: int, f: int, size: int) -> None:
     assert (m1.sum(1) == size).all()
     assert (m2.sum(1) == f - size).all()
     assert torch.equal(m2, ~m1)
+    assert (m1 ^ m2).all() and not (m1 & m2).any()
+
+
+def test_masks_follow_device_argument() -> None:
+    cpu = torch.device("cpu")
+    for m in (*random_complementary_masks(4, 5, 2, generator=gen(0), device=cpu),
+              *independent_random_masks(4, 5, 2, generator=gen(0), device=cpu),
+              feature_dropout_mask(4, 5, 0.5, generator=gen(0), device=cpu)):
+        assert m.device == cpu and m.dtype == torch.bool and m.shape == (4, 5)
+
+
+def test_bad_sizes_and_rates_raise() -> None:
+    with pytest.raises(ValueError, match="mask_size"):
+        random_complementary_masks(4, 5, 6, generator=gen(0))
+    with pytest.raises(ValueError, match="mask_size"):
+        independent_random_masks(4, 5, -1, generator=gen(0))
+    with pytest.raises(ValueError, match="rate"):
+        value_dropout(torch.ones(2, 3, dtype=torch.long), 1.5, generator=gen(0))
+    with pytest.raises(ValueError, match="rate"):
+        feature_dropout_mask(2, 3, -0.1, generator=gen(0))
 
 
 def test_random_complementary_masks_vary_per_row() -> None:
@@ -108,7 +150,10 @@ def test_value_dropout_empirical_rate(rate: float) -> None:
 def test_value_dropout_rate_zero_identity() -> None:
     ids = torch.randint(0, 50, (20, 10), generator=gen(9))
     assert torch.equal(value_dropout(ids, 0.0, generator=gen(0)), ids)
-    assert torch.equal(value_dropout(ids, -1.0, generator=gen(0)), ids)
+    g = gen(0)
+    state = g.get_state()
+    assert value_dropout(ids, 0.0, generator=g) is ids
+    assert torch.equal(g.get_state(), state)  # rate 0 draws nothing
     assert (value_dropout(ids, 1.0, generator=gen(0)) == 0).all()
 
 
@@ -167,8 +212,15 @@ EXPECTED = {  # name: (ssl, masking, dropout)
 
 def test_augmentation_predicates() -> None:
     assert set(AUGMENTATIONS) == set(EXPECTED) and len(AUGMENTATIONS) == 8
+    assert SSL_AUGMENTATIONS == tuple(a for a in AUGMENTATIONS if EXPECTED[a][0])
     for name, (ssl, masking, dropout) in EXPECTED.items():
         assert (uses_ssl(name), uses_masking(name), uses_dropout(name)) == (ssl, masking, dropout), name
+
+
+@pytest.mark.parametrize("fn", [uses_ssl, uses_masking, uses_dropout])
+def test_predicates_reject_unknown_names(fn: Callable[[str], bool]) -> None:
+    with pytest.raises(ValueError, match="cfm_no_dropout"):
+        fn("CFM")
 
 
 @settings(max_examples=40, deadline=None)
@@ -198,3 +250,182 @@ def test_value_dropout_property(rows: int, length: int, rate: float, seed: int) 
     assert out.shape == ids.shape
     assert ((out == ids) | (out == 0)).all()  # values only ever become pad
     assert (out[ids == 0] == 0).all()
+
+
+# ---------------------------------------------------------------- augment_views
+
+
+def batch(b: int = 64, seed: int = 0) -> tuple[list[torch.Tensor], list[bool]]:
+    """Sparse single (B, 1), multi (B, 6) with padding, dense (B, 1), multi (B, 4), single (B, 1)."""
+    g = gen(seed)
+    single = torch.randint(1, 50, (b, 1), generator=g)
+    multi = torch.randint(1, 50, (b, 6), generator=g)
+    multi[:, 4:] = 0
+    multi[0] = 0  # a missing feature
+    dense = torch.randn(b, 1, generator=g)
+    multi2 = torch.randint(1, 9, (b, 4), generator=g)
+    single2 = torch.randint(0, 3, (b, 1), generator=g)
+    return [single, multi, dense, multi2, single2], [False, True, False, True, False]
+
+
+F_SPARSE = 4  # sparse features of `batch()`
+TABLE = cfm_mask_table([[0, 1], [1, 3], [2, 0], [3, 2]], F_SPARSE)
+
+
+def views(aug: str, seed: int = 0, *, dropout: float = 0.5,
+          mask_size: int = 2) -> tuple[list[torch.Tensor], tuple[View, View]]:
+    feats, multi = batch()
+    return feats, augment_views(feats, aug=aug, multi_valued=multi, generator=gen(seed), mask_table=TABLE,
+                                mask_size=mask_size, dropout=dropout)
+
+
+@pytest.mark.parametrize("aug", SSL_AUGMENTATIONS)
+def test_augment_views_stages(aug: str) -> None:
+    feats, ((f1, m1), (f2, m2)) = views(aug)
+    assert len(f1) == len(f2) == len(feats)
+    for a, b, x in zip(f1, f2, feats):
+        assert a.shape == b.shape == x.shape and a.dtype == b.dtype == x.dtype
+    # masking stage
+    if uses_masking(aug):
+        assert m1 is not None and m2 is not None
+        assert m1.shape == m2.shape == (64, F_SPARSE) and m1.dtype == torch.bool
+        if aug != "rfm_no_compl":
+            assert (m1 ^ m2).all() and not (m1 & m2).any()
+    else:
+        assert m1 is None and m2 is None
+    # dropout stage: only multi-valued sparse features (indices 1 and 3) change
+    for k in (0, 2, 4):
+        assert f1[k] is feats[k] and f2[k] is feats[k]
+    for k in (1, 3):
+        if uses_dropout(aug):
+            assert not torch.equal(f1[k], feats[k]) and not torch.equal(f2[k], feats[k])
+            assert not torch.equal(f1[k], f2[k])  # independent draws per view
+            assert ((f1[k] == feats[k]) | (f1[k] == 0)).all()
+        else:
+            assert f1[k] is feats[k] and f2[k] is feats[k]
+
+
+def test_so_returns_input_unchanged() -> None:
+    feats, ((f1, m1), (f2, m2)) = views("so")
+    assert m1 is None and m2 is None
+    assert all(a is x and b is x for a, b, x in zip(f1, f2, feats))
+
+
+def test_cfm_views_use_table_row_and_complement() -> None:
+    for seed in range(10):
+        _, ((_, m1), (_, m2)) = views("cfm_no_dropout", seed)
+        assert (m1 == m1[0]).all()
+        assert any(torch.equal(m1[0], TABLE[s]) for s in range(F_SPARSE))
+        assert torch.equal(m2, ~m1)
+
+
+def test_rfm_views_mask_exactly_mask_size() -> None:
+    _, ((_, m1), (_, m2)) = views("rfm", mask_size=1)
+    assert (m1.sum(1) == 1).all() and (m2.sum(1) == F_SPARSE - 1).all()
+    _, ((_, a1), (_, a2)) = views("rfm_no_compl", mask_size=2)
+    assert (a1.sum(1) == 2).all() and (a2.sum(1) == 2).all()
+    assert not torch.equal(a2, ~a1)
+
+
+def test_dropout_zero_leaves_ids() -> None:
+    feats, ((f1, m1), (f2, _)) = views("cfm", dropout=0.0)
+    assert m1 is not None
+    assert all(a is x and b is x for a, b, x in zip(f1, f2, feats))
+
+
+@pytest.mark.parametrize("aug", ["cfm", "rfm", "rfm_no_compl", "no_mask", "cfm_no_dropout"])
+def test_augment_views_deterministic_per_seed(aug: str) -> None:
+    def flat(v: tuple[View, View]) -> torch.Tensor:
+        ((f1, m1), (f2, m2)) = v
+        parts = [t.float().flatten() for t in (*f1, *f2)]
+        parts += [m.float().flatten() for m in (m1, m2) if m is not None]
+        return torch.cat(parts)
+
+    a, b = flat(views(aug, 3)[1]), flat(views(aug, 3)[1])
+    assert torch.equal(a, b)
+    assert any(not torch.equal(a, flat(views(aug, s)[1])) for s in range(4, 9))
+
+
+@pytest.mark.parametrize("aug", ["none", "fd", "bogus", "CFM"])
+def test_augment_views_rejects_non_ssl(aug: str) -> None:
+    feats, multi = batch()
+    with pytest.raises(ValueError) as err:
+        augment_views(feats, aug=aug, multi_valued=multi, generator=gen(0), mask_table=TABLE, mask_size=2,
+                      dropout=0.1)
+    for name in SSL_AUGMENTATIONS:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("aug", ["cfm", "cfm_no_dropout"])
+def test_augment_views_cfm_needs_table(aug: str) -> None:
+    feats, multi = batch()
+    with pytest.raises(ValueError, match="mask_table"):
+        augment_views(feats, aug=aug, multi_valued=multi, generator=gen(0), mask_table=None, mask_size=2,
+                      dropout=0.1)
+    with pytest.raises(ValueError, match="mask_table"):
+        augment_views(feats, aug=aug, multi_valued=multi, generator=gen(0), mask_table=torch.eye(5, dtype=torch.bool),
+                      mask_size=2, dropout=0.1)
+    # rfm does not need it
+    augment_views(feats, aug="rfm", multi_valued=multi, generator=gen(0), mask_table=None, mask_size=2, dropout=0.1)
+
+
+def test_augment_views_checks_multi_valued_length() -> None:
+    feats, multi = batch()
+    with pytest.raises(ValueError, match="multi_valued"):
+        augment_views(feats, aug="no_mask", multi_valued=multi[:-1], generator=gen(0), mask_table=None,
+                      mask_size=2, dropout=0.1)
+
+
+def test_augment_views_does_not_modify_inputs() -> None:
+    feats, multi = batch()
+    before = [t.clone() for t in feats]
+    augment_views(feats, aug="cfm", multi_valued=multi, generator=gen(0), mask_table=TABLE, mask_size=2, dropout=0.9)
+    assert all(torch.equal(a, b) for a, b in zip(feats, before))
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 16), lengths=st.lists(st.integers(1, 5), min_size=1, max_size=6), data=st.data(),
+       aug=st.sampled_from(SSL_AUGMENTATIONS), rate=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1))
+def test_augment_views_property(b: int, lengths: list[int], data: st.DataObject, aug: str, rate: float,
+                                seed: int) -> None:
+    f = len(lengths)
+    size = data.draw(st.integers(0, f))
+    g = gen(seed)
+    feats = [torch.randint(0, 4, (b, n), generator=g) for n in lengths] + [torch.randn(b, 1, generator=g)]
+    multi = [n > 1 for n in lengths] + [False]
+    table = cfm_mask_table([[s, (s + 1) % f] for s in range(f)], f)
+    (f1, m1), (f2, m2) = augment_views(feats, aug=aug, multi_valued=multi, generator=g, mask_table=table,
+                                       mask_size=size, dropout=rate)
+    for a, c, x in zip(f1, f2, feats):
+        assert a.shape == c.shape == x.shape
+    for view in (f1, f2):
+        for k, (a, x) in enumerate(zip(view, feats)):
+            if multi[k]:
+                assert ((a == x) | (a == 0)).all()
+            else:
+                assert a is x
+    if m1 is None:
+        assert m2 is None and not uses_masking(aug)
+    else:
+        assert m1.shape == m2.shape == (b, f)
+        if aug == "rfm":
+            assert (m1.sum(1) == size).all() and torch.equal(m2, ~m1)
+        elif aug == "rfm_no_compl":
+            assert (m1.sum(1) == size).all() and (m2.sum(1) == size).all()
+        else:
+            assert (m1.sum(1) <= 2).all() and torch.equal(m2, ~m1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("aug", SSL_AUGMENTATIONS)
+def test_cpu_generator_with_cuda_inputs(aug: str) -> None:
+    feats, multi = batch()
+    cuda = [t.cuda() for t in feats]
+    (f1, m1), (f2, m2) = augment_views(cuda, aug=aug, multi_valued=multi, generator=gen(0),
+                                       mask_table=TABLE.cuda(), mask_size=2, dropout=0.5)
+    assert all(t.is_cuda for t in (*f1, *f2))
+    assert all(m.is_cuda for m in (m1, m2) if m is not None)
+    (c1, n1), _ = augment_views(feats, aug=aug, multi_valued=multi, generator=gen(0), mask_table=TABLE,
+                                mask_size=2, dropout=0.5)
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(f1, c1))  # same draws as on the CPU
+    assert (m1 is None) == (n1 is None)

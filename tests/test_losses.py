@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslkit.losses import batch_softmax_loss, info_nce_loss, joint_loss, spread_out_loss
+from sslkit.losses import (accidental_hits, batch_softmax_loss, info_nce_loss, joint_loss, masked_logit_value,
+                           spread_out_loss)
 
 
 def unit(b: int, d: int, seed: int) -> torch.Tensor:
@@ -153,6 +154,117 @@ def test_bf16_inputs_computed_in_float32() -> None:
     assert got.item() == pytest.approx(ref, rel=1e-5)
 
 
+@pytest.mark.parametrize("b,d,tau", [(4, 3, 0.1), (9, 8, 0.5), (16, 5, 1.0)])
+def test_accidental_hits_match_naive_loop_grid(b: int, d: int, tau: float) -> None:
+    q, it = unit(b, d, 21), unit(b, d, 22)
+    ids = torch.tensor([i % 3 for i in range(b)])
+    got = batch_softmax_loss(q, it, temperature=tau, item_ids=ids).item()
+    assert got == pytest.approx(naive_softmax_ce(q, it, tau, ids=ids.tolist()), rel=1e-5, abs=1e-5)
+
+
+def test_duplicate_column_equals_removing_it() -> None:
+    # 4 distinct items plus a 5th pair whose item repeats item 1: for rows 1 and 4 the other copy is
+    # an accidental hit, so each row's loss must equal the loss on the batch without that column.
+    q, it = unit(5, 6, 31), unit(5, 6, 32)
+    it[4] = it[1]
+    ids = torch.tensor([0, 1, 2, 3, 1])
+    removed = {0: [], 1: [4], 2: [], 3: [], 4: [1]}  # the duplicate column(s) of each row
+    per_row = []
+    for i, drop in removed.items():
+        cols = [j for j in range(5) if j not in drop]
+        logits = (q[i].double() @ it[cols].double().T) / 0.2  # (len(cols),)
+        per_row.append(F.cross_entropy(logits[None], torch.tensor([cols.index(i)])).item())
+    got = batch_softmax_loss(q, it, temperature=0.2, item_ids=ids).item()
+    assert got == pytest.approx(sum(per_row) / 5, rel=1e-5)
+    # row 1 of the masked 5-batch == row 1 of the plain 4-item batch without the duplicate
+    four = batch_softmax_loss(q[:4], it[:4], temperature=0.2).item() * 4
+    rows_0_2_3 = per_row[0] + per_row[2] + per_row[3]
+    logits4 = (q[:4].double() @ it[:4].double().T) / 0.2
+    rows_0_2_3_in_four = sum((torch.logsumexp(logits4[i], 0) - logits4[i, i]).item() for i in (0, 2, 3))
+    assert per_row[1] == pytest.approx(four - rows_0_2_3_in_four, rel=1e-4)
+    assert rows_0_2_3 != pytest.approx(rows_0_2_3_in_four)  # they still see column 4 as a negative
+
+
+def test_accidental_hits_never_mask_the_diagonal() -> None:
+    ids = torch.tensor([3, 3, 5, 3, 5])
+    hits = accidental_hits(ids)
+    assert hits.shape == (5, 5) and hits.dtype == torch.bool
+    assert not hits.diagonal().any()
+    assert hits.tolist() == [[j != i and ids[j] == ids[i] for j in range(5)] for i in range(5)]
+    assert torch.equal(hits, hits.T)
+
+
+def test_info_nce_symmetric_inputs() -> None:
+    z = unit(8, 6, 41)
+    # identical views: both directions equal, and equal the spread-out loss
+    assert info_nce_loss(z, z, temperature=0.3).item() == pytest.approx(spread_out_loss(z, temperature=0.3).item())
+    # z2 = z1 rotated by an orthogonal map: s(z1_i, z2_j) = s(z1_j, z2_i) only if the map is symmetric;
+    # a reflection (symmetric orthogonal) makes the similarity matrix symmetric → directions agree.
+    v = F.normalize(torch.randn(6, generator=torch.Generator().manual_seed(0)), dim=0)
+    householder = torch.eye(6) - 2 * torch.outer(v, v)
+    z2 = z @ householder
+    a = info_nce_loss(z, z2, temperature=0.2).item()
+    b = info_nce_loss(z2, z, temperature=0.2).item()
+    assert a == pytest.approx(b, rel=1e-5)
+    assert a == pytest.approx(naive_softmax_ce(z, z2, 0.2), rel=1e-5)
+
+
+@pytest.mark.parametrize("b,tau", [(1, 0.1), (4, 0.05), (12, 0.5)])
+def test_spread_out_equals_info_nce_self(b: int, tau: float) -> None:
+    z = unit(b, 7, 51)
+    assert spread_out_loss(z, temperature=tau).item() == info_nce_loss(z, z, temperature=tau).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_finite_gradients_with_masking_low_precision(dtype: torch.dtype) -> None:
+    q = unit(8, 16, 61).to(dtype).requires_grad_()
+    it = unit(8, 16, 62).to(dtype).requires_grad_()
+    ids = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    log_q = torch.log(torch.tensor([0.3, 0.3, 0.3, 0.1, 0.1, 0.05, 0.05, 0.05])).to(dtype)
+    loss = batch_softmax_loss(q, it, temperature=0.05, item_ids=ids, log_q=log_q)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert q.grad is not None and it.grad is not None
+    assert q.grad.dtype == dtype and torch.isfinite(q.grad).all() and torch.isfinite(it.grad).all()
+    ref = naive_softmax_ce(q.detach().float(), it.detach().float(), 0.05, ids=ids.tolist(),
+                           log_q=log_q.float().tolist())
+    assert loss.item() == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_masked_logit_value_finite_in_dtype(dtype: torch.dtype) -> None:
+    v = masked_logit_value(dtype)
+    assert v < -1e4
+    t = torch.tensor([v], dtype=dtype)
+    assert torch.isfinite(t).all() and torch.isfinite(t - 100).all()
+
+
+def test_float32_under_autocast() -> None:
+    q, it = unit(8, 16, 71), unit(8, 16, 72)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = batch_softmax_loss(q, it, temperature=0.1)
+        ssl = info_nce_loss(q, it, temperature=0.1)
+    assert got.dtype == ssl.dtype == torch.float32
+    assert got.item() == pytest.approx(naive_softmax_ce(q, it, 0.1), rel=1e-5)
+    assert ssl.item() == pytest.approx(naive_softmax_ce(q, it, 0.1), rel=1e-5)
+
+
+def test_bad_arguments_raise() -> None:
+    q, it = unit(4, 3, 1), unit(4, 3, 2)
+    with pytest.raises(ValueError, match="temperature"):
+        batch_softmax_loss(q, it, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        info_nce_loss(q, it, temperature=-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        batch_softmax_loss(q, unit(5, 3, 2), temperature=0.1)
+    with pytest.raises(ValueError, match="shape"):
+        info_nce_loss(q, unit(4, 5, 2), temperature=0.1)
+    with pytest.raises(ValueError, match="item_ids"):
+        batch_softmax_loss(q, it, temperature=0.1, item_ids=torch.arange(3))
+    with pytest.raises(ValueError, match="log_q"):
+        batch_softmax_loss(q, it, temperature=0.1, log_q=torch.zeros(4, 1))
+
+
 def test_joint_loss_arithmetic() -> None:
     main, ssl = torch.tensor(1.5), torch.tensor(0.25)
     assert joint_loss(main, ssl, alpha=0.0).item() == pytest.approx(1.5)
@@ -163,3 +275,13 @@ def test_joint_loss_arithmetic() -> None:
     s = torch.tensor(2.0, requires_grad=True)
     joint_loss(m, s, alpha=0.5).backward()
     assert m.grad.item() == 1.0 and s.grad.item() == 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_autocast_matches_cpu() -> None:
+    q, it = unit(32, 16, 81), unit(32, 16, 82)
+    ids = torch.tensor([i % 5 for i in range(32)])
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        got = batch_softmax_loss(q.cuda(), it.cuda(), temperature=0.05, item_ids=ids.cuda())
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(batch_softmax_loss(q, it, temperature=0.05, item_ids=ids).item(), rel=1e-4)
