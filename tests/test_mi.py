@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import mutual_info_score, normalized_mutual_info_score
 
 import sslkit.mi
-from sslkit.mi import MIResult, default_mask_size, mask_sets, mutual_information
+from sslkit.mi import (MIResult, PlotDependencyError, _mutual_information, default_mask_size, mask_sets,
+                       mutual_information, plot_heatmap)
 
 
 def row_values(arr: np.ndarray, r: int) -> list[int]:
@@ -50,16 +54,17 @@ def ref_entropy(a: np.ndarray) -> float:
 
 def ref_mi(a: np.ndarray, b: np.ndarray) -> float:
     pj = ref_joint(a, b)
-    pa = defaultdict(float)
-    pb = defaultdict(float)
+    pa: dict[int, float] = defaultdict(float)
+    pb: dict[int, float] = defaultdict(float)
     for (x, y), v in pj.items():
         pa[x] += v
         pb[y] += v
     return sum(v * math.log(v / (pa[x] * pb[y])) for (x, y), v in pj.items() if v > 0)
 
 
-def check_against_reference(feats: dict[str, np.ndarray]) -> MIResult:
-    res = mutual_information(feats)
+def check_against_reference(feats: dict[str, np.ndarray], **kwargs: int) -> MIResult:
+    """Compare every entry of the result with the pure-Python reference at 1e-9."""
+    res = _mutual_information(feats, **kwargs) if kwargs else mutual_information(feats)
     names = list(feats)
     assert res.features == names
     k = len(names)
@@ -142,32 +147,116 @@ def test_matches_sklearn_single_valued(seed: int) -> None:
     a = rng.integers(1, 8, size=n)
     b = (a * 3 + rng.integers(0, 3, size=n)) % 11 + 1
     c = rng.integers(0, 4, size=n)  # includes 0 = missing, a value of its own
-    feats = {"a": a[:, None], "b": b[:, None], "c": c[:, None]}
+    ident = rng.permutation(n) + 2
+    feats = {"a": a[:, None], "b": b[:, None], "c": c[:, None], "id": ident[:, None]}
     res = mutual_information(feats)
-    cols = [a, b, c]
-    for i in range(3):
-        for j in range(3):
+    cols = [a, b, c, ident]
+    for i in range(4):
+        for j in range(4):
             assert res.mi[i, j] == pytest.approx(mutual_info_score(cols[i], cols[j]), abs=1e-9)
             assert res.nmi[i, j] == pytest.approx(
                 normalized_mutual_info_score(cols[i], cols[j], average_method="geometric"), abs=1e-9)
 
 
-def test_sort_path_equals_bincount_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nmi_of_constant_features_is_zero() -> None:
+    # documented: nmi = 0 when an entropy is 0 (scikit-learn returns 1 for two constant labelings)
+    res = mutual_information({"c1": np.full((9, 1), 3), "c2": np.full((9, 1), 5), "x": np.arange(9)[:, None] % 2 + 2})
+    assert res.nmi[0, 1] == 0.0 and res.nmi[0, 0] == 0.0 and res.nmi[2, 2] == 1.0 and res.nmi[0, 2] == 0.0
+    assert normalized_mutual_info_score([3] * 9, [5] * 9, average_method="geometric") == 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.lists(st.integers(0, 6), min_size=n, max_size=n),
+                                                     st.lists(st.integers(0, 3), min_size=n, max_size=n))))
+def test_matches_sklearn_property(cols: tuple[list[int], list[int]]) -> None:
+    x, y = np.array(cols[0]), np.array(cols[1])
+    res = mutual_information({"x": x[:, None], "y": y[:, None]})
+    assert res.mi[0, 1] == pytest.approx(mutual_info_score(x, y), abs=1e-9)
+    if res.entropy.min() > 0:
+        assert res.nmi[0, 1] == pytest.approx(normalized_mutual_info_score(x, y, average_method="geometric"), abs=1e-9)
+
+
+def test_sort_path_equals_bincount_path() -> None:
     feats = random_features(7)
-    dense = mutual_information(feats)
-    monkeypatch.setattr(sslkit.mi, "_DENSE_LIMIT", 1)
-    sparse = mutual_information(feats)
+    feats["id"] = np.random.default_rng(7).permutation(200)[:, None] + 2
+    dense = _mutual_information(feats)
+    sparse = _mutual_information(feats, dense_limit=0)  # every pair counted by sorting
     np.testing.assert_allclose(sparse.mi, dense.mi, rtol=0, atol=1e-12)
     np.testing.assert_allclose(sparse.nmi, dense.nmi, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(sparse.entropy, dense.entropy, rtol=0, atol=0)
-    check_against_reference(feats)  # still under the patched limit
+    np.testing.assert_array_equal(sparse.entropy, dense.entropy)
+    check_against_reference(feats, dense_limit=0)
 
 
-def test_chunked_path_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sslkit.mi, "_CHUNK", 5)  # many small chunks
-    check_against_reference(random_features(8, n=60))
-    monkeypatch.setattr(sslkit.mi, "_DENSE_LIMIT", 1)
-    check_against_reference(random_features(9, n=60))
+def test_chunked_paths_equal_reference() -> None:
+    check_against_reference(random_features(8, n=60), chunk=5)  # many small row chunks, bincount
+    check_against_reference(random_features(9, n=60), chunk=5, dense_limit=0)  # chunks, sort + merge
+
+
+def test_sort_path_without_room_for_weight_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sslkit.mi, "_COMPOSITE_MAX", 1)  # force the weighted np.unique fallback
+    check_against_reference(random_features(10, n=60), dense_limit=0)
+    check_against_reference(random_features(12, n=60), dense_limit=0, chunk=7)
+
+
+def test_sort_path_value_spanning_many_chunks() -> None:
+    rng = np.random.default_rng(13)
+    n = 120
+    bag = rng.integers(2, 9, size=(n, 4))
+    bag[rng.random((n, 4)) < 0.3] = 0
+    bag[rng.random(n) < 0.7, 0] = 5  # one value in most rows: its values span many chunks
+    feats = {"bag": bag, "cat": rng.integers(2, 30, size=(n, 1)), "tags": rng.integers(0, 4, size=(n, 3))}
+    for chunk in (3, 8, 50):
+        check_against_reference(feats, dense_limit=0, chunk=chunk)
+
+
+def test_large_ids_factorized_by_sorting() -> None:
+    rng = np.random.default_rng(4)
+    n = 150
+    base = rng.integers(2, 9, size=(n, 1))
+    feats = {"big": base * 10_000_019 + 3, "bigbag": np.where(rng.random((n, 2)) < 0.6, base * 1_000_003, 0),
+             "base": base}
+    res = check_against_reference(feats)
+    assert res.mi[0, 2] == pytest.approx(res.entropy[2], abs=1e-12)  # same partition, relabelled
+
+
+def test_id_with_repeated_missing_is_not_a_shortcut() -> None:
+    n = 50
+    ident = np.arange(2, n + 2)[:, None]
+    ident[:3] = 0  # three missing rows share the value "missing"
+    cat = (np.arange(n) % 4 + 2)[:, None]
+    check_against_reference({"id": ident, "cat": cat, "cat2": (np.arange(n) % 3 + 2)[:, None]})
+
+
+def test_single_value_per_row_bag_equals_single_valued() -> None:
+    rng = np.random.default_rng(6)
+    n = 100
+    single = rng.integers(2, 7, size=(n, 1))
+    single[:7] = 0
+    padded = np.zeros((n, 3), dtype=np.int64)
+    padded[np.arange(n), rng.integers(0, 3, n)] = single[:, 0]  # one value, anywhere in the row
+    other = (single + rng.integers(0, 2, size=(n, 1))) % 5 + 2
+    a = mutual_information({"f": single, "o": other})
+    b = check_against_reference({"f": padded, "o": other})
+    np.testing.assert_allclose(a.mi, b.mi, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("feats,match", [
+    ({"a": np.zeros((3, 1), np.float32)}, "integer"),
+    ({"a": np.zeros((3, 1, 1), np.int32)}, "integer"),
+    ({"a": np.full((3, 1), -1)}, "negative"),
+    ({"a": np.zeros((3, 1), np.int32), "b": np.zeros((4, 1), np.int32)}, "rows"),
+    ({"a": np.zeros((0, 1), np.int32)}, "row"),
+])
+def test_rejects_bad_features(feats: dict[str, np.ndarray], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        mutual_information(feats)
+
+
+def test_empty_mapping() -> None:
+    res = mutual_information({})
+    assert res.features == [] and res.mi.shape == (0, 0) and res.entropy.shape == (0,)
+    back = MIResult.from_json(res.to_json())
+    assert back.mi.shape == (0, 0) and back.nmi.shape == (0, 0)
 
 
 bag_strategy = st.integers(1, 30).flatmap(lambda n: st.tuples(
@@ -179,7 +268,7 @@ bag_strategy = st.integers(1, 30).flatmap(lambda n: st.tuples(
 
 @settings(max_examples=40, deadline=None)
 @given(bag_strategy)
-def test_invariants_property(cols: tuple[list, list, list]) -> None:
+def test_invariants_property(cols: tuple[list[list[int]], ...]) -> None:
     feats = {f"f{i}": np.array(c, dtype=np.int64) for i, c in enumerate(cols)}
     res = mutual_information(feats)
     assert np.array_equal(res.mi, res.mi.T) and np.array_equal(res.nmi, res.nmi.T)
@@ -190,6 +279,8 @@ def test_invariants_property(cols: tuple[list, list, list]) -> None:
     for i in range(3):
         for j in range(i + 1, 3):
             assert res.mi[i, j] == pytest.approx(ref_mi(feats[f"f{i}"], feats[f"f{j}"]), abs=1e-9)
+    sorted_path = _mutual_information(feats, dense_limit=0, chunk=4)
+    np.testing.assert_allclose(sorted_path.mi, res.mi, rtol=0, atol=1e-12)
 
 
 # ---- mask sets --------------------------------------------------------------------------------
@@ -225,12 +316,36 @@ def test_mask_sets_small_k() -> None:
     assert mask_sets(m2, ["x", "y"]) == {"x": ["x"], "y": ["y"]}
     assert mask_sets(m2, ["x", "y"], 2) == {"x": ["x"], "y": ["y"]}  # clamped to k − 1 = 1
     assert mask_sets(np.array([[1.0]]), ["x"]) == {"x": ["x"]}
-    assert [default_mask_size(k) for k in (1, 2, 3, 4, 7)] == [1, 1, 1, 2, 3]
+    assert mask_sets(np.array([[1.0]]), ["x"], 3) == {"x": ["x"]}
+    assert mask_sets(np.zeros((0, 0)), []) == {}
+    assert [default_mask_size(k) for k in (0, 1, 2, 3, 4, 7, 8)] == [1, 1, 1, 1, 2, 3, 4]
+
+
+def test_mask_sets_bad_input() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        mask_sets(M, FEATS[:4])
+    with pytest.raises(ValueError, match="mask_size"):
+        mask_sets(M, FEATS, 0)
+    with pytest.raises(ValueError):
+        default_mask_size(-1)
+
+
+def test_mask_sets_from_real_mi() -> None:
+    rng = np.random.default_rng(2)
+    n = 300
+    a = rng.integers(2, 12, size=(n, 1))
+    feats = {"a": a, "noise": rng.integers(2, 12, size=(n, 1)), "a_coarse": a // 3, "a_noisy": np.where(
+        rng.random((n, 1)) < 0.5, a, rng.integers(2, 12, size=(n, 1)))}
+    res = mutual_information(feats)
+    assert mask_sets(res.mi, res.features, 3)["a"] == ["a", "a_coarse", "a_noisy"]
+    assert mask_sets(res.nmi, res.features)["noise"][0] == "noise"
 
 
 def test_to_json_from_json_round_trip() -> None:
     res = mutual_information(random_features(11, n=80))
     obj = res.to_json()
+    assert set(obj) == {"features", "mi", "nmi", "entropy", "mask_sets", "mask_size", "measure"}
+    assert type(obj["mi"][0][1]) is float and type(obj["entropy"][0]) is float and type(obj["mask_size"]) is int
     back = MIResult.from_json(obj)
     assert back.features == res.features
     np.testing.assert_array_equal(back.mi, res.mi)
@@ -241,21 +356,69 @@ def test_to_json_from_json_round_trip() -> None:
     obj_n = res.to_json(mask_size=3, normalized=True)
     assert obj_n["measure"] == "nmi" and obj_n["mask_size"] == 3
     assert obj_n["mask_sets"] == mask_sets(res.nmi, res.features, 3)
-    import json
-    again = MIResult.from_json(json.loads(json.dumps(obj)))
+    assert res.to_json(mask_size=99)["mask_size"] == 4  # clamped to k − 1
+    again = MIResult.from_json(json.loads(json.dumps(obj_n)))
     np.testing.assert_array_equal(again.mi, res.mi)
+    with pytest.raises(ValueError, match="mask_size"):
+        res.to_json(mask_size=0)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("mi", [[0.0, 0.0]]),
-    ("nmi", [[0.0]]),
-    ("entropy", [0.0, 0.0, 0.0]),
-    ("features", ["a", "b", "c"]),
+GOOD = {"features": ["a", "b"], "mi": [[1.0, 0.1], [0.1, 1.0]], "nmi": [[1.0, 0.1], [0.1, 1.0]],
+        "entropy": [1.0, 1.0], "mask_sets": {"a": ["a"], "b": ["b"]}, "mask_size": 1, "measure": "mi"}
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("mi", [[0.0, 0.0]], "shape"),
+    ("nmi", [[0.0]], "shape"),
+    ("entropy", [0.0, 0.0, 0.0], "shape"),
+    ("features", ["a", "b", "c"], "shape"),
+    ("features", ["a", "a"], "duplicate"),
+    ("features", "ab", "list"),
+    ("mi", [[1.0, 0.1], [0.1]], "numeric"),
+    ("mi", [[1.0, "x"], [0.1, 1.0]], "numeric"),
+    ("entropy", [1.0, float("nan")], "finite"),
+    ("mi", [[1.0, 0.1], [0.5, 1.0]], "symmetric"),
+    ("nmi", [[1.0, 1.5], [1.5, 1.0]], "outside"),
+    ("entropy", [1.0, -1.0], "negative"),
+    ("mask_sets", {"a": ["a"]}, "mask_sets"),
+    ("mask_sets", {"a": ["b", "a"], "b": ["b"]}, "seed"),
+    ("mask_sets", {"a": ["a", "z"], "b": ["b"]}, "seed"),
+    ("measure", "pmi", "measure"),
+    ("mask_size", 0, "mask_size"),
+    ("mask_size", 1.5, "mask_size"),
 ])
-def test_from_json_rejects_bad_shapes(field: str, value: object) -> None:
-    obj = {"features": ["a", "b"], "mi": [[1.0, 0.1], [0.1, 1.0]], "nmi": [[1.0, 0.1], [0.1, 1.0]],
-           "entropy": [1.0, 1.0]}
+def test_from_json_rejects_bad_input(field: str, value: object, match: str) -> None:
+    obj = json.loads(json.dumps(GOOD))
     MIResult.from_json(obj)  # valid as is
     obj[field] = value
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         MIResult.from_json(obj)
+
+
+def test_from_json_rejects_missing_keys_and_non_objects() -> None:
+    obj = dict(GOOD)
+    del obj["nmi"]
+    with pytest.raises(ValueError, match="nmi"):
+        MIResult.from_json(obj)
+    with pytest.raises(ValueError, match="object"):
+        MIResult.from_json([1, 2])  # type: ignore[arg-type]
+
+
+# ---- plot -------------------------------------------------------------------------------------
+
+def test_plot_heatmap_writes_png_atomically(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    res = mutual_information(random_features(3, n=40))
+    out = tmp_path / "sub" / "mi.png"
+    plot_heatmap(res, str(out), normalized=True)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["mi.png"]  # no temp file left behind
+
+
+def test_plot_heatmap_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    res = mutual_information({"a": np.arange(4)[:, None] + 2})
+    with pytest.raises(ImportError, match=r"pip install 'sslkit\[plot\]'") as info:
+        plot_heatmap(res, str(tmp_path / "x.png"), False)
+    assert isinstance(info.value, PlotDependencyError)
+    assert not (tmp_path / "x.png").exists()
