@@ -199,7 +199,7 @@ def train(
         result = run_training(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, argv=sys.argv,
                               log=console.log, on_event=display, stop_on_signals=True)
     except Interrupted as e:
-        display.close()
+        display.close()  # end the progress bar before printing below it
         console.warn(str(e))
         raise typer.Exit(130)
     finally:

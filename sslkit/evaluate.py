@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
 import numpy as np
+
+from sslkit import io
+from sslkit.errors import DataError
+from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, summarize
+from sslkit.profile import head_items, item_counts, slice_of_pairs
 
 
 def group_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -17,14 +26,13 @@ def group_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return queries, indptr, p[:, 1].copy()
 
 
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Sequence  # noqa: E402
 
-from sslkit import io  # noqa: E402
-from sslkit.errors import DataError  # noqa: E402
-from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, summarize  # noqa: E402
-from sslkit.profile import head_items, item_counts, slice_of_pairs  # noqa: E402
+def csr_take(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a CSR (indptr, items) in the given order, vectorized: (indptr', items')."""
+    starts, counts = indptr[rows], indptr[np.asarray(rows) + 1] - indptr[rows]
+    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    idx = np.repeat(starts - new_ptr[:-1], counts) + np.arange(new_ptr[-1])
+    return new_ptr, items[idx]
 
 SLICES = ("head", "tail", "cold")
 
@@ -100,8 +108,6 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
                  exclude_seen: bool | None = None, batch_size: int | None = None,
                  log: Callable[[str], None] = lambda _: None) -> RunEval:
     """Embed the catalog, retrieve for every test query, score (DESIGN §5); writes eval.json."""
-    import torch
-
     from sslkit.embed import embed_table, load_run
 
     run = load_run(run_dir)
@@ -119,7 +125,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
         raise DataError(f"K={max(ks)} exceeds the catalog's {n_items} items", hint="use a smaller --k")
     item_vecs = embed_table(run, store.items, queries=False)
     query_table = store.items if store.item_to_item else store.queries
-    query_vecs = embed_table(run, _rows(query_table, q), queries=not store.item_to_item)
+    query_vecs = embed_table(run, query_table.take(q), queries=not store.item_to_item)
     exclude_self = q if store.item_to_item else None
     seen = _seen(train, q) if exclude_seen else None
     top = retrieve(item_vecs, query_vecs, k, index="exact", exclude_self=exclude_self, exclude=seen, batch_size=batch)
@@ -142,27 +148,18 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
                      slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra)
     io.write_json(Path(run_dir) / "eval.json", result.to_json())
-    del torch
     return result
-
-
-def _rows(table: Any, rows: np.ndarray) -> Any:
-    from sslkit.store import EntityTable
-
-    return EntityTable(ids=np.asarray(table.ids)[rows], features={f: np.asarray(a)[rows] for f, a in table.features.items()},
-                       lengths={f: np.asarray(a)[rows] for f, a in table.lengths.items()}, specs=table.specs)
 
 
 def _seen(train: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR of each evaluated query's training positives."""
     tq, tptr, titems = group_pairs(train)
-    pos = np.searchsorted(tq, queries)
-    found = (pos < len(tq)) & (tq[np.minimum(pos, len(tq) - 1)] == queries)
-    counts = np.where(found, tptr[np.minimum(pos + 1, len(tptr) - 1)] - tptr[np.minimum(pos, len(tptr) - 1)], 0)
-    starts = np.where(found, tptr[np.minimum(pos, len(tptr) - 1)], 0)
-    idx = np.repeat(starts, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), titems[idx]
-
+    pos = np.minimum(np.searchsorted(tq, queries), max(len(tq) - 1, 0))
+    found = (tq[pos] == queries) if len(tq) else np.zeros(len(queries), bool)
+    # queries without training pairs select an empty row: point them at a zero-length slice
+    ptr = np.append(tptr, tptr[-1])
+    rows = np.where(found, pos, len(tptr) - 1)
+    return csr_take(ptr, titems, rows)
 
 def _config_summary(cfg: Any) -> dict[str, Any]:
     return {"aug": cfg.ssl.aug, "alpha": cfg.ssl.alpha, "dropout": cfg.ssl.dropout, "seed": cfg.train.seed,

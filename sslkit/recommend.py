@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from sslkit.embed import Run, embed_table, encode_rows, item_vectors, load_run
-from sslkit.errors import DataError
+from sslkit.errors import DataError, SslkitError
 from sslkit.index import HnswIndex
 
 
@@ -43,82 +43,97 @@ def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.nda
     return ids, vectors, index
 
 
+def rows_of(ids: np.ndarray, keys: list[str]) -> np.ndarray:
+    """Row of each key in `ids` (−1 when absent), by sorting once: no per-row dict over the catalog."""
+    ids = np.asarray(ids).astype(str)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    k = np.asarray(keys, dtype=str) if keys else np.zeros(0, dtype=str)
+    pos = np.minimum(np.searchsorted(sorted_ids, k), max(len(ids) - 1, 0))
+    hit = (sorted_ids[pos] == k) if len(ids) else np.zeros(len(k), bool)
+    return np.where(hit, order[pos], -1)
+
+
 def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable[[str], Any],
                     warn: Callable[[str], None], log: Callable[[str], None] = lambda _: None) -> int:
-    """Answer every input line; returns the number of lines that failed."""
+    """Answer every input line in order; returns the number of lines that failed."""
     run = load_run(run_dir)
     lines = _read_lines(source)
+    problems: list[tuple[int, str]] = []  # reported in line order at the end
     ids, item_vecs, index = load_index(run, log)
-    item_row = {v: i for i, v in enumerate(ids.tolist())}
-    query_row: dict[str, int] = {}
-    if not run.cfg.item_to_item():
-        store = run.store(log)
-        query_row = {v: i for i, v in enumerate(np.asarray(store.queries.ids).tolist())}
-    answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, self row)
-    feature_rows: list[tuple[int, dict[str, Any]]] = []
-    failed = 0
-    for n, raw in enumerate(lines, 1):
+    item_mode = run.cfg.item_to_item()
+    queries = None if item_mode else run.store(log).queries
+    id_lines: list[tuple[int, str]] = []
+    feature_lines: list[tuple[int, dict[str, Any]]] = []
+    for n, raw in enumerate(lines, 1):  # parsing only; lookups and embedding are batched below
         text = raw.strip()
         if not text:
             continue
-        if text.startswith("{"):
-            try:
-                obj = json.loads(text)
-                assert isinstance(obj, dict)
-            except (json.JSONDecodeError, AssertionError):
-                warn(f"line {n}: not a JSON object: {text[:60]!r}")
-                failed += 1
-                continue
-            feature_rows.append((n, obj))
+        if not text.startswith("{"):
+            id_lines.append((n, text))
             continue
-        if run.cfg.item_to_item():
-            row = item_row.get(text)
-            if row is None:
-                warn(f"line {n}: unknown item id {text!r} (not in the catalog)")
-                failed += 1
-                continue
-            answers[n] = (text, item_vecs[row], row)
-        else:
-            row = query_row.get(text)
-            if row is None:
-                warn(f"line {n}: unknown query id {text!r}; pass its features as an NDJSON object instead")
-                failed += 1
-                continue
-            answers[n] = (text, np.empty(0), -2 - row)  # embedded below
-    failed += _embed_pending(run, answers, feature_rows, warn)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            problems.append((n, f"line {n}: not a JSON object: {text[:60]!r}"))
+            continue
+        feature_lines.append((n, obj))
+    answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, own item row or −1)
+    rows = rows_of(ids if item_mode else queries.ids, [t for _, t in id_lines])  # type: ignore[union-attr]
+    known = [(n, t, r) for (n, t), r in zip(id_lines, rows) if r >= 0]
+    for (n, t), r in zip(id_lines, rows):
+        if r < 0:
+            what = "item id" if item_mode else "query id"
+            fix = "(not in the catalog)" if item_mode else "; pass its features as an NDJSON object instead"
+            problems.append((n, f"line {n}: unknown {what} {t!r} {fix}"))
+    if known:
+        sel = np.array([r for _, _, r in known])
+        vecs = item_vecs[sel] if item_mode else embed_table(run, queries.take(sel), queries=True)  # type: ignore[union-attr]
+        for (n, t, r), v in zip(known, vecs):
+            answers[n] = (t, v, int(r) if item_mode else -1)
+    _embed_feature_lines(run, feature_lines, answers, problems)
+    for _, message in sorted(problems):
+        warn(message)
     _answer(run, answers, ids, index, k, write)
-    return failed
+    return len(problems)
 
 
-def _embed_pending(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], feature_rows: list[tuple[int, dict[str, Any]]],
-                   warn: Callable[[str], None]) -> int:
-    """Vectors for known user ids (query tower) and for feature rows (cold queries)."""
-    failed = 0
-    pending = [n for n, (_, vec, row) in answers.items() if row <= -2]
-    if pending:
-        store = run.store()
-        from sslkit.evaluate import _rows
+def _embed_feature_lines(run: Run, lines: list[tuple[int, dict[str, Any]]],
+                         answers: dict[int, tuple[str, np.ndarray, int]], problems: list[tuple[int, str]]) -> None:
+    """Encode feature rows with the run's vocabularies and embed them in one batch; on a bad row,
+    fall back to row by row so that only the bad rows are reported."""
+    if not lines:
+        return
+    try:
+        for n, (qid, vec) in zip([n for n, _ in lines], _embed_objects(run, lines)):
+            answers[n] = (qid, vec, -1)
+        return
+    except (SslkitError, ValueError, TypeError, pl.exceptions.PolarsError):
+        pass
+    for n, obj in lines:
+        try:
+            (qid, vec), = _embed_objects(run, [(n, obj)])
+        except SslkitError as e:
+            problems.append((n, e.line()))  # its message already names the line
+            continue
+        except (ValueError, TypeError, pl.exceptions.PolarsError) as e:
+            problems.append((n, f"line {n}: {str(e).splitlines()[0]}"))
+            continue
+        answers[n] = (qid, vec, -1)
 
-        rows = np.array([-2 - answers[n][2] for n in pending])
-        vecs = embed_table(run, _rows(store.queries, rows), queries=True)
-        for n, v in zip(pending, vecs):
-            answers[n] = (answers[n][0], v, -1)
+
+def _embed_objects(run: Run, lines: list[tuple[int, dict[str, Any]]]) -> list[tuple[str, np.ndarray]]:
     item_mode = run.cfg.item_to_item()
     feats = run.cfg.items.features if item_mode else (run.cfg.queries.features or {})
-    vocabs = run.vocabs["items" if item_mode else "queries"]
-    specs = run.item_specs if item_mode else (run.query_specs or {})
     id_col = run.cfg.item_id() if item_mode else run.cfg.query_id()
-    for n, obj in feature_rows:
-        try:
-            df = pl.DataFrame([{id_col: str(obj.get(id_col, f"line{n}")), **{k: v for k, v in obj.items() if k != id_col}}])
-            table = encode_rows(df, feats, vocabs, specs, id_col=id_col, path=f"line {n}", section="items" if item_mode else "queries")
-            vec = embed_table(run, table, queries=not item_mode)[0]
-        except (DataError, Exception) as e:  # one bad row must not stop the others
-            warn(f"line {n}: {e}")
-            failed += 1
-            continue
-        answers[n] = (str(table.ids[0]), vec, -1)
-    return failed
+    df = pl.DataFrame([{**obj, id_col: str(obj.get(id_col, f"line{n}"))} for n, obj in lines])
+    where = f"line {lines[0][0]}" if len(lines) == 1 else "stdin"
+    table = encode_rows(df, feats, run.vocabs["items" if item_mode else "queries"],
+                        run.item_specs if item_mode else (run.query_specs or {}), id_col=id_col, path=where,
+                        section="items" if item_mode else "queries")
+    return list(zip(table.ids.tolist(), embed_table(run, table, queries=not item_mode)))
 
 
 def _answer(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], ids: np.ndarray, index: HnswIndex, k: int,

@@ -35,7 +35,7 @@ def require_columns(df: pl.DataFrame, columns: dict[str, str], *, path: str) -> 
         if column not in df.columns:
             close = difflib.get_close_matches(column, df.columns, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}"
-            raise SchemaError(f"{path}: column '{column}' ({key}) not found", hint=f"{hint} Fix {key}")
+            raise SchemaError(f"{path}: column '{column}' ({key}) not found", hint=f"{hint} (or fix {key})")
 
 
 def check_feature(df: pl.DataFrame, column: str, feature: Feature, *, path: str, key: str) -> None:

@@ -40,6 +40,12 @@ class EntityTable:
     def rows(self) -> int:
         return len(self.ids)
 
+    def take(self, rows: np.ndarray) -> "EntityTable":
+        """The given rows, in order (materialized from the memory map)."""
+        return EntityTable(ids=np.asarray(self.ids)[rows],
+                           features={f: np.asarray(a)[rows] for f, a in self.features.items()},
+                           lengths={f: np.asarray(a)[rows] for f, a in self.lengths.items()}, specs=self.specs)
+
 
 @dataclass
 class FeatureStore:

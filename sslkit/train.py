@@ -307,14 +307,13 @@ class ValidationSet:
 
 def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
     """A fixed sample of test queries with their relevant items."""
-    from sslkit.evaluate import group_pairs
+    from sslkit.evaluate import csr_take, group_pairs
 
     q, indptr, items = group_pairs(np.asarray(store.splits["test"]))
     n = min(cfg.train.eval_queries, len(q))
     pick = np.sort(np.random.default_rng(cfg.train.seed).choice(len(q), size=n, replace=False))
-    lens = np.diff(indptr)[pick]
-    sel = np.concatenate([items[indptr[i]:indptr[i + 1]] for i in pick]) if n else np.zeros(0, np.int64)
-    return ValidationSet(queries=q[pick], indptr=np.concatenate([[0], np.cumsum(lens)]), items=sel)
+    sub_ptr, sub_items = csr_take(indptr, items, pick)
+    return ValidationSet(queries=q[pick], indptr=sub_ptr, items=sub_items)
 
 
 def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event) -> dict[str, float]:

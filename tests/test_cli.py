@@ -193,3 +193,21 @@ def test_example_schemas_validate() -> None:
     for name in ("schema.yaml", "schema_users.yaml"):
         cfg = load_config(ROOT / "examples/synthetic" / name)
         assert Path(cfg.resolve(cfg.interactions.path)).exists()
+
+
+def test_eval_exclude_seen_drops_training_positives(trained: Path, runner: CliRunner) -> None:
+    base = json.loads(ok(runner, "eval", trained / "cfm", "--json"))["runs"][0]["metrics"]
+    seen = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--exclude-seen"))["runs"][0]["metrics"]
+    assert seen != base and all(0 <= v <= 1 for v in seen.values())
+
+
+def test_recommend_user_to_item_by_id_and_by_features(tiny_dir: Path, runner: CliRunner) -> None:
+    out = tiny_dir / "runs/users"
+    ok(runner, "-q", "train", tiny_dir / "schema_users.yaml", "--steps", "3", "--batch-size", "64", "--out", out)
+    user = (tiny_dir / "data/users.csv").read_text().splitlines()[1].split(",")[0]
+    stdin = f'{user}\nnobody\n{{"user_id": "new", "age": "25-34", "gender": "F", "occupation": "occ1", "zip": "123"}}\n'
+    r = runner.invoke(app, ["-q", "recommend", str(out), "--k", "4"], input=stdin)
+    assert r.exit_code == 1
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["query"] for o in rows] == [user, "new"] and all(len(o["items"]) == 4 for o in rows)
+    assert "line 2: unknown query id 'nobody'" in r.stderr

@@ -141,3 +141,22 @@ def test_masks_partition_and_dropout_rate() -> None:
     a = augment.value_dropout(ids, 0.3, generator=torch.Generator().manual_seed(5))
     b = augment.value_dropout(ids, 0.3, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_csr_take_and_seen_positives() -> None:
+    from sslkit.evaluate import _seen, csr_take
+
+    indptr, items = np.array([0, 2, 2, 5]), np.array([7, 8, 1, 2, 3])
+    ptr, got = csr_take(indptr, items, np.array([2, 1, 0]))
+    assert ptr.tolist() == [0, 3, 3, 5] and got.tolist() == [1, 2, 3, 7, 8]
+    train = np.array([[4, 9], [4, 3], [1, 5], [4, 9]])  # query 4 saw {3, 9}, query 1 saw {5}
+    ptr, seen = _seen(train, np.array([4, 2, 1]))  # query 2 has no training pairs
+    assert ptr.tolist() == [0, 2, 2, 3] and seen.tolist() == [3, 9, 5]
+
+
+def test_rows_of_finds_ids_and_marks_unknown() -> None:
+    from sslkit.recommend import rows_of
+
+    ids = np.array(["b", "a", "c"])
+    assert rows_of(ids, ["c", "zz", "b", "a"]).tolist() == [2, -1, 0, 1]
+    assert rows_of(ids, []).tolist() == []
