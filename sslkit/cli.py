@@ -64,7 +64,7 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines on stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    """sslkit: profile, mi, train, eval, embed, recommend — see `sslkit COMMAND --help`."""
+    """sslkit: profile, init, mi, train, eval, embed, recommend, sweep — see `sslkit COMMAND --help`."""
     console.set_quiet(quiet)
 
 
@@ -298,6 +298,47 @@ def recommend(
                              warn=console.warn, log=console.log)
     if failed:
         console.error(f"{failed} input line(s) could not be answered (see above)")
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML): schema, set, grid, baseline.", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and their status; train nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train and evaluate every grid cell (resumable: done cells are skipped), then compare with the baseline."""
+    from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
+    from sslkit.train import Interrupted
+
+    sw = load_sweep(spec)
+    if dry_run:
+        rows = [(c.label, cell_status(c), str(c.dir)) for c in sw.cells]
+        if json_out:
+            _print_json([dict(zip(("cell", "status", "dir"), r)) for r in rows])
+        else:
+            console.out.print(console.table(f"{spec}: {len(rows)} cells", ["cell", "status", "run directory"], rows))
+        return
+    display = console.SweepDisplay()
+    try:
+        results, failed = run_sweep(sw, log=console.log, on_event=display, stop_on_signals=True)
+    except Interrupted as e:
+        display.close()
+        console.warn(f"{e}; rerun `sslkit sweep {spec}` to continue")
+        raise typer.Exit(130)
+    finally:
+        display.close()
+    summary = summarize_sweep(sw, results)
+    summary["failed"] = [{"cell": c.label, "error": msg} for c, msg in failed]
+    path = write_summary(sw, summary)
+    console.log(f"wrote {path}")
+    if json_out:
+        _print_json(summary)
+    else:
+        console.render_sweep(summary)
+    if failed:
+        console.error(f"{len(failed)} of {len(sw.cells)} cells failed: " + "; ".join(f"{c.label}: {m}" for c, m in failed))
         raise typer.Exit(1)
 
 

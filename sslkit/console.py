@@ -180,3 +180,42 @@ def render_eval(runs: list[dict[str, Any]], comparison: dict[str, Any]) -> None:
     for g in comparison.get("groups", []):
         cells = [f"{g[m]['mean']:.4f} ± {g[m]['std']:.4f}" for m in metric_names]
         out.print(table(f"{g['seeds']} seeds: {g['config']['aug']}", metric_names, [cells]))
+
+
+class SweepDisplay:
+    """`sslkit sweep` progress: one line per cell, then that cell's training progress."""
+
+    def __init__(self) -> None:
+        self.train = TrainDisplay()
+
+    def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        if kind == "cell":
+            self.train.close()
+            self.train = TrainDisplay()
+            action = {"done": "done, skipped", "trained": "trained, evaluating", "partial": "resuming",
+                      "new": "training"}[p["status"]]
+            if not quiet():
+                err.print(f"[bold]cell {p['index'] + 1}/{p['total']}[/bold] {_escape(p['label'])} [dim]({action})[/dim]")
+        else:
+            self.train(kind, p)
+
+    def close(self) -> None:
+        self.train.close()
+
+
+def render_sweep(summary: dict[str, Any]) -> None:
+    """`sslkit sweep` table: each group's mean ± std over seeds and its change vs the baseline group."""
+    groups = [g for g in summary["groups"] if "metrics" in g]
+    if not groups:
+        return
+    names = list(groups[0]["metrics"])
+    rows = []
+    for g in groups:
+        cells = [f"{g['metrics'][m]['mean']:.4f} ± {g['metrics'][m]['std']:.4f}" for m in names]
+        vs = g.get("vs_baseline")
+        rel = [f"{vs[m]['relative']:+.1%} [{vs[m]['low']:+.1%}, {vs[m]['high']:+.1%}]" if vs else "baseline"
+               if g.get("group") in {x.get("baseline") for x in groups} else "-" for m in names]
+        rows.append([g["group"], g["seeds"], *cells, *rel])
+    out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells (mean ± std over seeds; "
+                    "vs baseline: bootstrap 95% CI over queries and seeds)",
+                    ["group", "seeds", *names, *[f"Δ{m}" for m in names]], rows, right=["seeds"]))

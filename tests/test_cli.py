@@ -33,7 +33,7 @@ def test_help_does_not_import_torch_or_hnswlib() -> None:
 
 
 def test_every_command_has_help(runner: CliRunner) -> None:
-    for cmd in ("profile", "init", "mi", "train", "eval", "embed", "recommend"):
+    for cmd in ("profile", "init", "mi", "train", "eval", "embed", "recommend", "sweep"):
         r = runner.invoke(app, [cmd, "--help"])
         assert r.exit_code == 0 and "Usage:" in r.stdout and len(r.stdout) > 200
 
@@ -193,6 +193,8 @@ def test_example_schemas_validate() -> None:
     for name in ("schema.yaml", "schema_users.yaml"):
         cfg = load_config(ROOT / "examples/synthetic" / name)
         assert Path(cfg.resolve(cfg.interactions.path)).exists()
+        movielens = load_config(ROOT / "examples/movielens" / name)  # its data is built by prepare.py
+        assert movielens.items.features["actors"].type == "multi_categorical"
 
 
 def test_eval_exclude_seen_drops_training_positives(trained: Path, runner: CliRunner) -> None:

@@ -1,0 +1,123 @@
+"""`sslkit sweep`: grid expansion, resumability, summaries, spec errors; the seeds bootstrap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sslkit.cli import app
+from sslkit.errors import ConfigError
+from sslkit.metrics import seeds_bootstrap_ci
+from sslkit.sweep import cell_status, load_sweep
+
+
+def write_spec(path: Path, schema: Path, **extra: object) -> Path:
+    spec = {"schema": str(schema), "out": "runs", "set": {"train.steps": 4, "train.batch_size": 256,
+                                                          "train.eval_queries": 20, "model.hidden": [32, 16]},
+            "grid": {"aug": ["none", "cfm"], "seed": [0, 1]}, "baseline": {"aug": "none"}, **extra}
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def test_grid_expands_with_short_keys_and_baseline(data: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml",
+                      grid={"aug": ["none", "cfm"], "alpha": [0.1, 1.0], "seed": [0, 1, 2]})
+    sw = load_sweep(spec)
+    assert len(sw.cells) == 12
+    c = sw.cells[-1]
+    assert (c.values, c.cfg.ssl.aug, c.cfg.ssl.alpha, c.cfg.train.seed, c.cfg.train.steps) == (
+        {"aug": "cfm", "alpha": 1.0, "seed": 2}, "cfm", 1.0, 2, 4)
+    assert len({cell.dir for cell in sw.cells}) == 12
+    assert sw.baseline_of["aug=cfm,alpha=1.0"] == "aug=none,alpha=1.0"
+    assert len(sw.groups["aug=cfm,alpha=0.1"]) == 3
+    assert all(c.dir.parent == tmp_path / "runs" for c in sw.cells)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"grid": {"aug": []}}, "grid: aug: expected a non-empty list"),
+    ({"grid": {"aug": ["none", "none"]}}, "grid: aug: repeated values"),
+    ({"grid": {"aug": ["none", "bogus"]}}, "cell aug=bogus"),
+    ({"baseline": {"aug": "fd"}}, "baseline aug=fd is not a cell of the grid"),
+    ({"baseline": {"alpha": 0.3}}, "baseline: alpha is not a grid key"),
+    ({"grdi": {"aug": ["none"]}}, "grdi: Extra inputs are not permitted"),
+    ({"grid": {"ssl.alhpa": [0.1]}}, "ssl.alhpa"),
+])
+def test_bad_specs_name_the_field(extra: dict, message: str, data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    spec = write_spec(tmp_path / "bad.yaml", data / "schema.yaml", **extra)
+    with pytest.raises(ConfigError) as e:
+        load_sweep(spec)
+    assert message in e.value.line() and "bad.yaml" in e.value.line()
+    r = runner.invoke(app, ["sweep", str(spec)])
+    assert r.exit_code == 2 and "Error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_spec_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["sweep", str(tmp_path / "nope.yaml")])
+    assert r.exit_code == 2 and "sweep spec not found" in r.stderr
+
+
+def test_sweep_runs_resumes_and_summarizes(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
+    sw = load_sweep(spec)
+    # a half-finished cell: trained with a checkpoint but no summary → resumed, not restarted
+    first = runner.invoke(app, ["-q", "train", str(data / "schema.yaml"), "--out", str(sw.cells[0].dir),
+                                "--set", "train.steps=2", "--set", "train.batch_size=256",
+                                "--set", "train.eval_queries=20", "--set", "model.hidden=[32,16]"])
+    assert first.exit_code == 0, first.stderr
+    (sw.cells[0].dir / "summary.json").unlink()
+    assert cell_status(sw.cells[0]) == "partial"
+
+    r = runner.invoke(app, ["-q", "sweep", str(spec), "--json"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["done"] == 4 and summary["failed"] == []
+    groups = {g["group"]: g for g in summary["groups"]}
+    assert set(groups) == {"aug=none", "aug=cfm"} and groups["aug=cfm"]["seeds"] == 2
+    cfm = groups["aug=cfm"]
+    m = cfm["metrics"]["recall@50"]
+    per_seed = [json.loads((Path(d) / "eval.json").read_text())["metrics"]["recall@50"] for d in cfm["runs"]]
+    assert m["mean"] == pytest.approx(np.mean(per_seed)) and m["std"] == pytest.approx(np.std(per_seed, ddof=1))
+    ci = cfm["vs_baseline"]["recall@50"]
+    assert ci["low"] <= ci["relative"] <= ci["high"] and cfm["baseline"] == "aug=none"
+    assert "vs_baseline" not in groups["aug=none"]
+    assert set(cfm["slices"]) == {"head", "tail", "cold"}
+    # the resumed cell finished its 4 steps
+    assert json.loads((sw.cells[0].dir / "summary.json").read_text())["steps"] == 4
+    assert (tmp_path / "runs" / "s.sweep.json").exists()
+
+    # everything done: a second run trains nothing and gives the same table
+    stamps = {c.dir: (c.dir / "checkpoint.pt").stat().st_mtime_ns for c in sw.cells}
+    again = runner.invoke(app, ["-q", "sweep", str(spec), "--json"])
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["groups"] == summary["groups"]
+    assert stamps == {c.dir: (c.dir / "checkpoint.pt").stat().st_mtime_ns for c in sw.cells}
+    dry = runner.invoke(app, ["sweep", str(spec), "--dry-run", "--json"])
+    assert [c["status"] for c in json.loads(dry.stdout)] == ["done"] * 4
+
+
+def test_cells_are_shared_between_specs_and_changed_settings_make_new_cells(data: Path, tmp_path: Path) -> None:
+    a = load_sweep(write_spec(tmp_path / "a.yaml", data / "schema.yaml"))
+    b = load_sweep(write_spec(tmp_path / "b.yaml", data / "schema.yaml", grid={"seed": [0], "aug": ["cfm"]}, baseline=None))
+    assert b.cells[0].dir == a.cells[2].dir  # same resolved config → same cell
+    c = load_sweep(write_spec(tmp_path / "c.yaml", data / "schema.yaml", set={"train.steps": 5}))
+    assert not {x.dir for x in c.cells} & {x.dir for x in a.cells}
+
+
+def test_seeds_bootstrap_covers_seed_variance() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random((1, 2000))
+    # treatment = baseline + 10% on average, but each seed is shifted by a large random offset
+    treat = base * 1.1 + rng.normal(0, 0.05, size=(5, 1)) + np.zeros((5, 2000))
+    wide = seeds_bootstrap_ci(np.repeat(base, 5, 0), treat)
+    narrow = seeds_bootstrap_ci(np.repeat(base, 5, 0), np.repeat(treat.mean(0, keepdims=True), 5, 0))
+    assert wide["relative"] == pytest.approx(narrow["relative"])
+    assert (wide["high"] - wide["low"]) > 5 * (narrow["high"] - narrow["low"])
+    assert narrow["low"] <= narrow["relative"] <= narrow["high"]
+    same = seeds_bootstrap_ci(base, base)
+    assert same["relative"] == 0 and same["low"] == same["high"] == 0 and same["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        seeds_bootstrap_ci(base, rng.random((2, 10)))
