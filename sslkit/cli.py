@@ -224,6 +224,7 @@ def eval_(
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Run to compare against (bootstrap CIs).")] = None,
     exclude_seen: Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Drop each query's training positives.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Queries per retrieval block.")] = None,
+    ann_queries: Annotated[Optional[int], typer.Option("--ann-queries", min=1, help="hnsw: queries sampled to measure ANN recall vs exact [eval.ann_queries].")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@K / MAP@K over the whole catalog, head/tail/cold slices, TopPopular, comparisons."""
@@ -237,7 +238,7 @@ def eval_(
     for path in paths:
         console.log(f"evaluating {path}")
         results.append(evaluate_run(path, ks=ks, index=index, exclude_seen=exclude_seen, batch_size=batch_size,
-                                    log=console.log))
+                                    ann_queries=ann_queries, log=console.log))
     base = results[paths.index(baseline)] if baseline else None
     comparison = compare(results, base)
     if json_out:

@@ -188,6 +188,7 @@ class Eval(_Model):
     exclude_seen: bool = False
     batch_size: int = Field(4096, ge=1)
     head_fraction: float = Field(0.1, gt=0, lt=1, description="Top share of training items = head.")
+    ann_queries: int = Field(10000, ge=1, description="hnsw: test queries (a fixed sample) on which ANN recall vs exact is measured.")
 
     @model_validator(mode="after")
     def _k_positive(self) -> "Eval":

@@ -112,12 +112,14 @@ def embed(run: Run, *, items: str | None = None, queries: str | None = None,
     cfg = run.cfg
     if items and queries:
         raise DataError("give --items or --queries, not both")
-    if queries:
-        if cfg.item_to_item():
-            raise DataError("item-to-item runs embed queries as items", hint="use --items")
-        df = io.read_table(queries, strings=[cfg.query_id()])
-        table = encode_rows(df, cfg.queries.features or {}, run.vocabs["queries"], run.query_specs or {},
-                            id_col=cfg.query_id(), path=queries, section="queries")
+    if queries:  # the query tower; item-to-item queries are item rows (the catalog's features)
+        item_mode = cfg.item_to_item()
+        id_col = cfg.item_id() if item_mode else cfg.query_id()
+        df = io.read_table(queries, strings=[id_col])
+        table = encode_rows(df, cfg.items.features if item_mode else cfg.queries.features or {},
+                            run.vocabs["items" if item_mode else "queries"],
+                            run.item_specs if item_mode else run.query_specs or {},
+                            id_col=id_col, path=queries, section="items" if item_mode else "queries")
         return table.ids, embed_table(run, table, queries=True), "queries"
     if items:
         df = io.read_table(items, strings=[cfg.item_id()])

@@ -60,9 +60,10 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
     run = load_run(run_dir)
     lines = _read_lines(source)
     problems: list[tuple[int, str]] = []  # reported in line order at the end
-    ids, item_vecs, index = load_index(run, log)
+    ids, _, index = load_index(run, log)
     item_mode = run.cfg.item_to_item()
-    queries = None if item_mode else run.store(log).queries
+    store = run.store(log)
+    queries = store.items if item_mode else store.queries  # item-to-item: queries are catalog items
     id_lines: list[tuple[int, str]] = []
     feature_lines: list[tuple[int, dict[str, Any]]] = []
     for n, raw in enumerate(lines, 1):  # parsing only; lookups and embedding are batched below
@@ -81,7 +82,7 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
             continue
         feature_lines.append((n, obj))
     answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, own item row or −1)
-    rows = rows_of(ids if item_mode else queries.ids, [t for _, t in id_lines])  # type: ignore[union-attr]
+    rows = rows_of(queries.ids, [t for _, t in id_lines])
     known = [(n, t, r) for (n, t), r in zip(id_lines, rows) if r >= 0]
     for (n, t), r in zip(id_lines, rows):
         if r < 0:
@@ -90,7 +91,7 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
             problems.append((n, f"line {n}: unknown {what} {t!r} {fix}"))
     if known:
         sel = np.array([r for _, _, r in known])
-        vecs = item_vecs[sel] if item_mode else embed_table(run, queries.take(sel), queries=True)  # type: ignore[union-attr]
+        vecs = embed_table(run, queries.take(sel), queries=True)  # the query tower, in both modes
         for (n, t, r), v in zip(known, vecs):
             answers[n] = (t, v, int(r) if item_mode else -1)
     _embed_feature_lines(run, feature_lines, answers, problems)
@@ -133,7 +134,7 @@ def _embed_objects(run: Run, lines: list[tuple[int, dict[str, Any]]]) -> list[tu
     table = encode_rows(df, feats, run.vocabs["items" if item_mode else "queries"],
                         run.item_specs if item_mode else (run.query_specs or {}), id_col=id_col, path=where,
                         section="items" if item_mode else "queries")
-    return list(zip(table.ids.tolist(), embed_table(run, table, queries=not item_mode)))
+    return list(zip(table.ids.tolist(), embed_table(run, table, queries=True)))
 
 
 def _answer(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], ids: np.ndarray, index: HnswIndex, k: int,

@@ -145,6 +145,13 @@ def test_eval_independent_of_batch_size(trained: Path, runner: CliRunner) -> Non
 def test_eval_hnsw_reports_ann_recall(trained: Path, runner: CliRunner) -> None:
     r = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--index", "hnsw", "--k", "10"))["runs"][0]
     assert r["ann_recall@10"] >= 0.95 and set(r["metrics"]) == {"recall@10", "map@10", "ndcg@10", "mrr@10"}
+    assert r["ann_recall_queries"] == r["queries"] and r["index"] == "hnsw"
+    exact = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--k", "10"))["runs"][0]
+    # a recall-1 ANN would give the exact metrics; at >= 0.95 they stay close
+    assert abs(r["metrics"]["recall@10"] - exact["metrics"]["recall@10"]) < 0.05
+    sample = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--index", "hnsw", "--k", "10",
+                           "--ann-queries", "5"))["runs"][0]
+    assert sample["ann_recall_queries"] == 5 and sample["metrics"] == r["metrics"]
 
 
 def test_embed_catalog_and_cold_items(trained: Path, runner: CliRunner, tiny_dir: Path, tmp_path: Path) -> None:
@@ -213,3 +220,28 @@ def test_recommend_user_to_item_by_id_and_by_features(tiny_dir: Path, runner: Cl
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [o["query"] for o in rows] == [user, "new"] and all(len(o["items"]) == 4 for o in rows)
     assert "line 2: unknown query id 'nobody'" in r.stderr
+
+
+def test_eval_uses_the_query_tower_like_training_validation(trained: Path, runner: CliRunner) -> None:
+    """Item-to-item queries go through the query tower: eval over all test queries == the last validation."""
+    r = json.loads(ok(runner, "eval", trained / "cfm", "--json"))["runs"][0]
+    summary = json.loads((trained / "cfm/summary.json").read_text())
+    assert r["queries"] <= 1000  # train.eval_queries: the validation sample is the whole test set
+    for k in (10, 50):
+        assert r["metrics"][f"recall@{k}"] == pytest.approx(summary["validation"][f"val_recall@{k}"], abs=1e-9)
+
+
+def test_item_to_item_queries_use_the_query_tower_in_embed_and_recommend(trained: Path, runner: CliRunner,
+                                                                         tiny_dir: Path) -> None:
+    items = tiny_dir / "data/items.csv"
+    as_items = [json.loads(x) for x in ok(runner, "-q", "embed", trained / "cfm", "--items", items).splitlines()]
+    as_queries = [json.loads(x) for x in ok(runner, "-q", "embed", trained / "cfm", "--queries", items).splitlines()]
+    assert [r["id"] for r in as_queries] == [r["id"] for r in as_items]
+    assert not np.allclose(as_queries[0]["vector"], as_items[0]["vector"])  # two towers
+    q = np.array(as_queries[1]["vector"])
+    catalog = np.array([r["vector"] for r in as_items])
+    expected = [as_items[i]["id"] for i in np.argsort(-(catalog @ q), kind="stable") if i != 1][:5]
+    r = runner.invoke(app, ["-q", "recommend", str(trained / "cfm"), "--k", "5"], input="i000001\n")
+    assert r.exit_code == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["query"] == "i000001" and got["items"][:3] == expected[:3]  # HNSW: the top ranks agree
