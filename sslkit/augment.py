@@ -27,10 +27,15 @@ Conventions:
   generator's device (a CPU generator draws on the CPU) and the results are moved to the device of
   the inputs (or `device`). So a CPU generator works with CUDA inputs, at the price of a small
   host-to-device copy; a CUDA generator avoids it. The same generator state gives the same views.
+* The training loop uses the *fused* layout of `sslkit.model` instead: one ``LongTensor (B, S)`` with
+  the features' id columns side by side, where a feature replaced by its default embedding is
+  written ``[default_id, 0, …, 0]`` (`FusedColumns`, `with_defaults`). `fused_views` is
+  `augment_views` on that layout: the same random draws in the same order, the same views.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -39,7 +44,7 @@ from torch import Tensor
 __all__ = [
     "AUGMENTATIONS", "SSL_AUGMENTATIONS", "uses_ssl", "uses_masking", "uses_dropout", "cfm_mask_table",
     "cfm_masks", "random_complementary_masks", "independent_random_masks", "value_dropout",
-    "feature_dropout_mask", "augment_views",
+    "feature_dropout_mask", "augment_views", "FusedColumns", "with_defaults", "fused_views",
 ]
 
 AUGMENTATIONS: tuple[str, ...] = ("none", "fd", "so", "cfm", "rfm", "rfm_no_compl", "cfm_no_dropout", "no_mask")
@@ -265,6 +270,13 @@ def _dropout_view(features: Sequence[Tensor], droppable: Sequence[bool], rate: f
     return [value_dropout(t, rate, generator=generator) if d else t for t, d in zip(features, droppable)]
 
 
+def _check_views_aug(aug: str, caller: str) -> None:
+    if aug not in SSL_AUGMENTATIONS:
+        kind = "has no SSL views" if aug in AUGMENTATIONS else "is unknown"
+        raise ValueError(f"augmentation {aug!r} {kind}; {caller} accepts: {', '.join(SSL_AUGMENTATIONS)} "
+                         f"(all augmentations: {', '.join(AUGMENTATIONS)})")
+
+
 def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequence[bool],
                   generator: torch.Generator, mask_table: Tensor | None, mask_size: int,
                   dropout: float) -> tuple[View, View]:
@@ -302,10 +314,7 @@ def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequenc
         ValueError: `aug` without SSL views (none, fd) or unknown; a missing or misshaped
             `mask_table` for CFM; `multi_valued` of the wrong length; a bad `mask_size` / `dropout`.
     """
-    if aug not in SSL_AUGMENTATIONS:
-        kind = "has no SSL views" if aug in AUGMENTATIONS else "is unknown"
-        raise ValueError(f"augmentation {aug!r} {kind}; augment_views accepts: {', '.join(SSL_AUGMENTATIONS)} "
-                         f"(all augmentations: {', '.join(AUGMENTATIONS)})")
+    _check_views_aug(aug, "augment_views")
     if not features:
         raise ValueError("features must hold at least one tensor")
     if len(multi_valued) != len(features):
@@ -323,3 +332,86 @@ def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequenc
     view1 = _dropout_view(features, droppable, dropout, generator=generator)
     view2 = _dropout_view(features, droppable, dropout, generator=generator)
     return (view1, m1), (view2, m2)
+
+
+@dataclass(frozen=True)
+class FusedColumns:
+    """Where F sparse features sit in a fused id batch ``(B, S)`` (built by `sslkit.model.Layout`)."""
+
+    lengths: tuple[int, ...]  # columns per feature (its max_len), in order
+    feature: Tensor  # long (S,): the feature of each column
+    default_ids: Tensor  # long (S,): each feature's default id in its first column, 0 elsewhere
+    multi: Tensor  # long (S_m,): the columns of multi-valued features (targets of value dropout)
+    multi_onehot: Tensor  # float (S_m, F): multi-valued column → its feature
+    is_multi: Tensor  # bool (F,)
+
+    @classmethod
+    def build(cls, lengths: Sequence[int], default_ids: Sequence[int],
+              device: torch.device | None = None) -> "FusedColumns":
+        """Column maps for features of the given lengths whose default embeddings have `default_ids`."""
+        feature = torch.tensor([f for f, n in enumerate(lengths) for _ in range(n)], dtype=torch.long)
+        first = torch.tensor([c == 0 for n in lengths for c in range(n)], dtype=torch.bool)
+        defaults = torch.where(first, torch.tensor(list(default_ids), dtype=torch.long)[feature], 0)
+        is_multi = torch.tensor([n > 1 for n in lengths], dtype=torch.bool)
+        multi = is_multi[feature].nonzero().flatten()
+        onehot = torch.zeros((len(multi), len(lengths)))
+        onehot[torch.arange(len(multi)), feature[multi]] = 1.0
+        return cls(lengths=tuple(lengths), feature=feature.to(device), default_ids=defaults.to(device),
+                   multi=multi.to(device), multi_onehot=onehot.to(device), is_multi=is_multi.to(device))
+
+
+def with_defaults(ids: Tensor, use_default: Tensor, columns: FusedColumns) -> Tensor:
+    """Write features as ``[default_id, 0, …]`` where `use_default` is True.
+
+    Args:
+        ids: (..., S) fused ids.
+        use_default: (..., F) bool, broadcastable against `ids`' leading dimensions.
+        columns: the layout of `ids`.
+
+    Returns:
+        A new (..., S) tensor.
+    """
+    return torch.where(use_default.index_select(-1, columns.feature), columns.default_ids, ids)
+
+
+def fused_views(ids: Tensor, columns: FusedColumns, *, aug: str, generator: torch.Generator,
+                mask_table: Tensor | None, mask_size: int, dropout: float) -> Tensor:
+    """`augment_views` on a fused batch: the same draws in the same order give the same two views.
+
+    Masking (stage 1) uses the same mask functions; value dropout (stage 2) draws one ``(B, L_f)``
+    noise tensor per multi-valued feature and view, like `value_dropout`. A feature that is masked,
+    or whose values were all dropped, becomes ``[default_id, 0, …]``.
+
+    Args:
+        ids: (B, S) fused ids whose missing features are already ``[default_id, 0, …]`` (as
+            `sslkit.model.fuse` writes them).
+        columns: the layout of `ids`.
+        aug: one of `SSL_AUGMENTATIONS`.
+        generator: the only source of randomness.
+        mask_table: (F, F) bool CFM table; required by cfm / cfm_no_dropout.
+        mask_size: features masked per example by rfm / rfm_no_compl.
+        dropout: value dropout rate in [0, 1].
+
+    Returns:
+        (2, B, S) long: view 1, view 2 (may be an expanded view of `ids` when nothing changes).
+
+    Raises:
+        ValueError: as `augment_views`.
+    """
+    _check_views_aug(aug, "fused_views")
+    _check_rate(dropout)
+    views = ids.unsqueeze(0).expand(2, -1, -1)
+    if aug == "so":
+        return views
+    b, device = ids.shape[0], ids.device
+    m1, m2 = _view_masks(aug, b, len(columns.lengths), generator=generator, mask_table=mask_table,
+                         mask_size=mask_size, device=device)
+    use_default = None if m1 is None or m2 is None else torch.stack([m1, m2])  # (2, B, F)
+    if uses_dropout(aug) and dropout > 0 and len(columns.multi):
+        lengths = [n for n in columns.lengths if n > 1]
+        noise = torch.stack([torch.cat([_uniform((b, n), generator, None) for n in lengths], 1) for _ in range(2)])
+        kept = views.index_select(2, columns.multi).masked_fill(noise.to(device) < dropout, 0)  # (2, B, S_m)
+        views = views.index_copy(2, columns.multi, kept)
+        emptied = ((kept != 0).to(columns.multi_onehot.dtype) @ columns.multi_onehot == 0) & columns.is_multi
+        use_default = emptied if use_default is None else use_default | emptied
+    return views if use_default is None else with_defaults(views, use_default, columns)

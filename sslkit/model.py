@@ -1,21 +1,25 @@
 """The two-tower model (DESIGN §3): feature embeddings → MLP tower → L2-normalized vector.
 
 Speed comes from layout, not tricks: all sparse features of an entity live in ONE embedding table
-(each feature owns a block of rows; row 0 is the shared padding row), and a batch is ONE
-`(N, S)` id tensor — the features' padded id columns side by side, already offset into the table.
-One `embedding_bag` call (mean over non-pad values, sparse gradient) embeds every feature of every
-row; masked or missing features are then swapped for their learned default embedding.
+(each feature owns a block of rows; row 0 is the shared padding row; the last F rows are the
+features' learned default embeddings), and a batch is ONE `(N, S)` id tensor — the features' padded
+id columns side by side, already offset into the table. A feature that is masked or missing is
+written as the bag ``[default row, pad, …]``, so one `embedding_bag` call (mean over non-pad values,
+sparse gradient) embeds every feature of every row, defaults included, with no per-element select.
+`fuse` writes missing features that way once; masks are applied to the ids (`augment.with_defaults`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sslkit.augment import FusedColumns
 from sslkit.schema import FeatureSpec
 from sslkit.store import EntityTable
 
@@ -28,7 +32,7 @@ class Layout:
     dense: tuple[str, ...]  # dense numeric features
     lengths: tuple[int, ...]  # max_len per sparse feature
     table_offsets: tuple[int, ...]  # first table row of each feature (value id v -> offset + v - 1)
-    table_rows: int
+    table_rows: int  # padding row + value rows; the F default rows follow them
 
     @classmethod
     def from_specs(cls, specs: dict[str, FeatureSpec]) -> "Layout":
@@ -59,6 +63,15 @@ class Layout:
         """Long (S,): the feature index of each column."""
         return torch.tensor([f for f, length in enumerate(self.lengths) for _ in range(length)])
 
+    @property
+    def default_ids(self) -> tuple[int, ...]:
+        """The table row of each feature's default embedding."""
+        return tuple(range(self.table_rows, self.table_rows + self.num_features))
+
+    def columns(self, device: torch.device | None = None) -> FusedColumns:
+        """Column maps of the fused id tensor, for masking and value dropout (`sslkit.augment`)."""
+        return FusedColumns.build(self.lengths, self.default_ids, device)
+
 
 @dataclass
 class FusedTable:
@@ -75,11 +88,13 @@ class FusedTable:
 
 
 def fuse(table: EntityTable, layout: Layout) -> FusedTable:
-    """Encoded store arrays → one fused id tensor (+ dense floats)."""
+    """Encoded store arrays → one fused id tensor (+ dense floats); missing features → [default, 0, …]."""
     cols = []
-    for name, offset in zip(layout.names, layout.table_offsets):
+    for name, offset, default in zip(layout.names, layout.table_offsets, layout.default_ids):
         ids = torch.from_numpy(np.asarray(table.features[name], dtype=np.int64))
-        cols.append(torch.where(ids > 0, ids + (offset - 1), 0))
+        col = torch.where(ids > 0, ids + (offset - 1), 0)
+        col[:, 0] = torch.where((ids > 0).any(1), col[:, 0], default)
+        cols.append(col)
     ids = torch.cat(cols, 1) if cols else torch.zeros((table.rows, 0), dtype=torch.long)
     dense = [torch.from_numpy(np.array(table.features[n], dtype=np.float32)) for n in layout.dense]
     return FusedTable(ids=ids.contiguous(),
@@ -87,39 +102,58 @@ def fuse(table: EntityTable, layout: Layout) -> FusedTable:
 
 
 class FeatureEmbedding(nn.Module):
-    """All sparse features of an entity: fused table + per-feature default embeddings."""
+    """All sparse features of an entity: one fused table, value rows then per-feature default rows.
+
+    The state dict keeps the value rows (``table.weight``) and the defaults (``default``) apart, as
+    separate tensors, so checkpoints do not depend on where the defaults are stored.
+    """
 
     def __init__(self, layout: Layout, dim: int, *, sparse: bool = True) -> None:
         super().__init__()
         self.layout, self.dim = layout, dim
-        self.table = nn.Embedding(layout.table_rows, dim, padding_idx=0, sparse=sparse)
-        self.default = nn.Parameter(torch.empty(layout.num_features, dim))
+        self.table = nn.Embedding(layout.table_rows + layout.num_features, dim, padding_idx=0, sparse=sparse)
         nn.init.normal_(self.table.weight, std=0.1)
-        nn.init.normal_(self.default, std=0.1)
         with torch.no_grad():
             self.table.weight[0].zero_()
-        starts = torch.tensor(layout.starts(), dtype=torch.long)
-        self.register_buffer("starts", starts, persistent=False)
-        onehot = torch.zeros(layout.width, layout.num_features)
-        onehot[torch.arange(layout.width), layout.column_feature()] = 1.0
-        self.register_buffer("col_to_feature", onehot, persistent=False)  # (S, F)
+        columns = layout.columns()
+        self.register_buffer("starts", torch.tensor(layout.starts(), dtype=torch.long), persistent=False)
+        self.register_buffer("column_feature", columns.feature, persistent=False)  # (S,)
+        self.register_buffer("default_columns", columns.default_ids, persistent=False)  # (S,)
+        self.register_state_dict_post_hook(_split_defaults)
+        self.register_load_state_dict_pre_hook(_join_defaults)
 
-    def present(self, ids: Tensor) -> Tensor:
-        """Bool (N, F): the feature has at least one value in the row."""
-        return ((ids != 0).to(self.col_to_feature.dtype) @ self.col_to_feature) > 0
+    @property
+    def default(self) -> Tensor:
+        """(F, D) the learned default embeddings (a view of the table's last F rows)."""
+        return self.table.weight[self.layout.table_rows:]
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Embed every feature: ids long (N, S), mask bool (N, F) (True → default) → (N, F·D)."""
+        """Embed every feature: ids long (N, S) from `fuse`, mask bool (N, F) (True → default) → (N, F·D)."""
+        if mask is not None:
+            ids = torch.where(mask.index_select(1, self.column_feature), self.default_columns, ids)
         n, width = ids.shape
-        f = self.layout.num_features
+        if width == self.layout.num_features:  # one id per feature, never padding (`fuse`): a plain gather
+            weight = self.table.weight
+            rows = (F.embedding(ids.reshape(-1), weight, sparse=True) if self.table.sparse
+                    else weight.index_select(0, ids.reshape(-1)))  # dense gradient: one index_add
+            return rows.view(n, width * self.dim)
         offsets = (torch.arange(n, device=ids.device) * width).unsqueeze(1) + self.starts  # (N, F)
         bags = F.embedding_bag(ids.reshape(-1), self.table.weight, offsets.reshape(-1), mode="mean",
                                sparse=self.table.sparse, padding_idx=0)  # (N·F, D)
-        use_default = ~self.present(ids)
-        if mask is not None:
-            use_default = use_default | mask
-        emb = torch.where(use_default.unsqueeze(-1), self.default, bags.view(n, f, self.dim))
-        return emb.reshape(n, f * self.dim)
+        return bags.view(n, self.layout.num_features * self.dim)
+
+
+def _split_defaults(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    key, rows = prefix + "table.weight", module.layout.table_rows  # type: ignore[union-attr]
+    if key in state:
+        weight = state[key]
+        state[key], state[prefix + "default"] = weight[:rows].clone(), weight[rows:].clone()
+
+
+def _join_defaults(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    key, default = prefix + "table.weight", prefix + "default"
+    if key in state and default in state:
+        state[key] = torch.cat([state[key], state.pop(default)])
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -160,8 +194,13 @@ class TwoTower(nn.Module):
         x = self.query_embedding(ids, mask)
         return F.normalize(self.query_mlp(torch.cat([x, dense], 1) if dense.shape[1] else x), dim=-1)
 
+    def embeddings(self) -> list[FeatureEmbedding]:
+        """The distinct embedding modules (one when item and query towers share them)."""
+        return list({id(m): m for m in (self.item_embedding, self.query_embedding)}.values())
+
     def sparse_parameters(self) -> list[nn.Parameter]:
-        return [m.table.weight for m in {id(m): m for m in (self.item_embedding, self.query_embedding)}.values()]
+        """The embedding tables (their gradients are sparse unless a table was switched to dense)."""
+        return [m.table.weight for m in self.embeddings()]
 
     def dense_parameters(self) -> list[nn.Parameter]:
         sparse = {id(p) for p in self.sparse_parameters()}

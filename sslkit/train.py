@@ -67,6 +67,7 @@ class Setup:
     mask_size: int
     steps_per_epoch: int
     total_steps: int
+    columns: augment.FusedColumns | None = None  # item id layout on the device (masking, dropout)
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
@@ -91,10 +92,27 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
     batch = min(cfg.train.batch_size, len(pairs))
     steps_per_epoch = max(1, len(pairs) // batch)
     total = cfg.train.steps or steps_per_epoch * cfg.train.epochs
+    if cfg.train.optimizer == "adagrad":
+        _dense_gradients_for_small_tables(model, cfg, batch)
     return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
                  queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
                  multi_cols=item_layout.multi_columns().to(device), mask_table=table, mask_size=mask_size,
-                 steps_per_epoch=steps_per_epoch, total_steps=total)
+                 steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device))
+
+
+def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) -> None:
+    """Give a table a dense gradient when it has no more rows than a step looks up ids in it.
+
+    Adagrad leaves rows with a zero gradient unchanged, so a dense update is the same update; it
+    just costs O(rows) instead of sorting and merging the step's (more numerous) sparse entries.
+    """
+    views = {"none": 0, "fd": 0, "so": 1}.get(cfg.ssl.aug, 2)
+    item_rows = batch + views * (cfg.ssl.batch_size or batch)
+    lookups = {id(model.item_embedding): item_rows * model.item_embedding.layout.width}
+    q = model.query_embedding
+    lookups[id(q)] = lookups.get(id(q), 0) + batch * q.layout.width
+    for emb in model.embeddings():
+        emb.table.sparse = emb.table.num_embeddings > lookups[id(emb)]
 
 
 def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]:
@@ -103,40 +121,37 @@ def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]
     if cfg.train.optimizer == "adagrad":  # TF's default initial accumulator, as the paper's setup
         from sslkit.optim import SparseAdagrad
 
+        fused = next(model.parameters()).device.type == "cpu"  # the same update in one kernel (CPU only)
         return [SparseAdagrad(model.sparse_parameters(), lr=lr, initial_accumulator_value=0.1),
-                torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1)]
+                torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1, fused=fused)]
     return [torch.optim.SparseAdam(model.sparse_parameters(), lr=lr),
             torch.optim.Adam(model.dense_parameters(), lr=lr)]
 
 
 def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Joint loss for one batch of training pairs (rows: long (B,) into train_pairs)."""
+    """Joint loss for one batch of training pairs (rows: long (B,) into train_pairs).
+
+    The item tower runs once over [positives; view 1; view 2] (or [positives; SSL items] for `so`),
+    gathered from the fused store in one index_select; masks and dropout rewrite the gathered ids.
+    """
     cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
     pairs = s.train_pairs.index_select(0, rows)
+    b, n_views = len(rows), _num_views(aug)
     q_ids, q_dense = s.queries.gather(pairs[:, 0])
-    i_ids, i_dense = s.items.gather(pairs[:, 1])
-    b, f = len(rows), s.model.item_embedding.layout.num_features
-    i_mask = augment.feature_dropout_mask(b, f, cfg.ssl.dropout, generator=gen).to(dev) if aug == "fd" else None
-    ids, dense, masks = [i_ids], [i_dense], [i_mask]
-    n_views = 0
-    if augment.uses_ssl(aug):
-        bs = cfg.ssl.batch_size or b
-        ssl_rows = _sample_items(s, bs, gen)
-        v_ids, v_dense = s.items.gather(ssl_rows)
-        views = [v_ids] if aug == "so" else list(_views(s, v_ids, gen))
-        n_views = len(views) if aug == "so" else 2
-        if aug == "so":
-            ids.append(v_ids); dense.append(v_dense); masks.append(None)
-        else:
-            for (vi, vm) in views:
-                ids.append(vi); dense.append(v_dense); masks.append(vm)
-    mask = None
-    if any(m is not None for m in masks):
-        mask = torch.cat([m if m is not None else torch.zeros((len(x), f), dtype=torch.bool, device=dev)
-                          for m, x in zip(masks, ids)])
+    item_rows = pairs[:, 1]
+    if n_views:
+        ssl_rows = _sample_items(s, cfg.ssl.batch_size or b, gen)
+        item_rows = torch.cat([item_rows, *[ssl_rows] * n_views])
+    ids, dense = s.items.gather(item_rows)  # (B + views·Bs, S): fresh tensors, rewritten in place below
+    columns = s.columns or s.model.item_embedding.layout.columns(dev)
+    if aug == "fd":
+        mask = augment.feature_dropout_mask(b, len(columns.lengths), cfg.ssl.dropout, generator=gen).to(dev)
+        ids[:b] = augment.with_defaults(ids[:b], mask, columns)
+    elif n_views == 2:
+        ids[b:] = _views(s, ids[b:b + len(ssl_rows)], gen).flatten(0, 1)
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         q = s.model.query_vectors(q_ids, q_dense)
-        v_all = s.model.item_vectors(torch.cat(ids), torch.cat(dense), mask)
+        v_all = s.model.item_vectors(ids, dense)
     v, rest = v_all[:b], v_all[b:]
     log_q = s.log_q.index_select(0, pairs[:, 1]) if s.log_q is not None else None
     main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
@@ -172,28 +187,19 @@ def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(s.ssl_cdf, u).clamp_max(n_items - 1)
 
 
-def _views(s: Setup, ids: torch.Tensor, gen: torch.Generator) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
-    """Two augmented views in the fused layout: masking (per `aug`), then value dropout."""
-    aug, b = s.cfg.ssl.aug, ids.shape[0]
-    f = s.model.item_embedding.layout.num_features
-    if aug in ("cfm", "cfm_no_dropout"):
-        if s.mask_table is None:
-            raise TrainingError("CFM needs mutual information; none was computed")
-        m1, m2 = augment.cfm_masks(s.mask_table.cpu(), b, generator=gen)
-    elif aug == "rfm":
-        m1, m2 = augment.random_complementary_masks(b, f, s.mask_size, generator=gen)
-    elif aug == "rfm_no_compl":
-        m1, m2 = augment.independent_random_masks(b, f, s.mask_size, generator=gen)
-    else:  # no_mask
-        m1 = m2 = None
-    out = []
-    for m in (m1, m2):
-        v = ids
-        if aug != "cfm_no_dropout" and s.cfg.ssl.dropout > 0:
-            drop = torch.rand(ids.shape, generator=gen).to(s.device) < s.cfg.ssl.dropout
-            v = ids.masked_fill(drop & s.multi_cols & (ids != 0), 0)
-        out.append((v, m.to(s.device) if m is not None else None))
-    return tuple(out)
+def _num_views(aug: str) -> int:
+    """Item-tower passes of the SSL task per SSL item: 0 (no SSL), 1 (`so`), 2 (two views)."""
+    return 0 if not augment.uses_ssl(aug) else 1 if aug == "so" else 2
+
+
+def _views(s: Setup, ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Two augmented views of fused SSL item ids (B, S) → (2, B, S): masking per `aug`, then value dropout."""
+    aug = s.cfg.ssl.aug
+    if aug in ("cfm", "cfm_no_dropout") and s.mask_table is None:
+        raise TrainingError("CFM needs mutual information; none was computed")
+    return augment.fused_views(ids, s.columns or s.model.item_embedding.layout.columns(s.device), aug=aug,
+                               generator=gen, mask_table=s.mask_table, mask_size=s.mask_size,
+                               dropout=s.cfg.ssl.dropout)
 
 
 def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any] | None = None,

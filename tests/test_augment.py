@@ -429,3 +429,62 @@ def test_cpu_generator_with_cuda_inputs(aug: str) -> None:
                                 mask_size=2, dropout=0.5)
     assert all(torch.equal(a.cpu(), b) for a, b in zip(f1, c1))  # same draws as on the CPU
     assert (m1 is None) == (n1 is None)
+
+
+# --- the fused layout used by training: same draws, same views as augment_views ---------------------
+
+FUSED_LENGTHS = (1, 3, 1, 4)  # two single- and two multi-valued sparse features
+FUSED_TABLE = cfm_mask_table([[0, 1], [1, 3], [2, 0], [3, 2]], 4)
+
+
+def fused_batch(rows: int, lengths: tuple[int, ...], seed: int) -> tuple[list[torch.Tensor], list[int]]:
+    """Per-feature ids with padding and missing rows, plus each feature's default id."""
+    g = gen(seed)
+    feats = []
+    for n in lengths:
+        ids = torch.randint(1, 50, (rows, n), generator=g)
+        ids[:, 1:] *= torch.rand((rows, n - 1), generator=g) < 0.6  # padding inside multi-valued rows
+        ids[torch.rand(rows, generator=g) < 0.2] = 0  # missing feature
+        feats.append(ids)
+    return feats, [1000 + f for f in range(len(lengths))]
+
+
+def as_fused(feats: list[torch.Tensor], mask: torch.Tensor | None, defaults: list[int]) -> torch.Tensor:
+    """Reference fused ids: a feature that is masked or has no value becomes [default, 0, …]."""
+    cols = []
+    for f, ids in enumerate(feats):
+        use_default = ~(ids != 0).any(1)
+        if mask is not None:
+            use_default |= mask[:, f]
+        first = torch.where(use_default, defaults[f], ids[:, 0])
+        cols.append(torch.cat([first.unsqueeze(1), ids[:, 1:].masked_fill(use_default.unsqueeze(1), 0)], 1))
+    return torch.cat(cols, 1)
+
+
+@pytest.mark.parametrize("lengths", [FUSED_LENGTHS, (1, 1, 1, 1)])
+@pytest.mark.parametrize("aug", SSL_AUGMENTATIONS)
+def test_fused_views_equal_augment_views(aug: str, lengths: tuple[int, ...]) -> None:
+    from sslkit.augment import FusedColumns, fused_views
+
+    feats, defaults = fused_batch(48, lengths, seed=3)
+    columns = FusedColumns.build(lengths, defaults)
+    stored = as_fused(feats, None, defaults)  # what `model.fuse` writes: missing → [default, 0, …]
+    for seed in range(4):
+        (f1, m1), (f2, m2) = augment_views(feats, aug=aug, multi_valued=[n > 1 for n in lengths], generator=gen(seed),
+                                           mask_table=FUSED_TABLE, mask_size=2, dropout=0.4)
+        got = fused_views(stored, columns, aug=aug, generator=gen(seed), mask_table=FUSED_TABLE, mask_size=2,
+                          dropout=0.4)
+        assert got.shape == (2, 48, sum(lengths))
+        assert torch.equal(got[0], as_fused(f1, m1, defaults)) and torch.equal(got[1], as_fused(f2, m2, defaults))
+
+
+def test_fused_views_drop_all_values_gives_default() -> None:
+    from sslkit.augment import FusedColumns, fused_views, with_defaults
+
+    feats, defaults = fused_batch(16, FUSED_LENGTHS, seed=5)
+    columns = FusedColumns.build(FUSED_LENGTHS, defaults)
+    stored = as_fused(feats, None, defaults)
+    got = fused_views(stored, columns, aug="no_mask", generator=gen(0), mask_table=None, mask_size=1, dropout=1.0)
+    everything = torch.tensor([[False, True, False, True]])  # both multi-valued features fully dropped
+    assert torch.equal(got[0], with_defaults(stored, everything, columns)) and torch.equal(got[0], got[1])
+    assert set(got[0][:, 1].tolist()) == {defaults[1]} and not got[0][:, 2:4].any()

@@ -160,3 +160,95 @@ def test_rows_of_finds_ids_and_marks_unknown() -> None:
     ids = np.array(["b", "a", "c"])
     assert rows_of(ids, ["c", "zz", "b", "a"]).tolist() == [2, -1, 0, 1]
     assert rows_of(ids, []).tolist() == []
+
+
+# --- model: fused embedding with default rows; optimizer ---------------------------------------------
+
+def entity(lengths: tuple[int, ...], rows: int, seed: int):
+    """An EntityTable with padding and missing rows, and its fused layout."""
+    from sslkit.model import Layout
+    from sslkit.schema import FeatureSpec
+    from sslkit.store import EntityTable
+
+    g = np.random.default_rng(seed)
+    specs, feats = {}, {}
+    for f, n in enumerate(lengths):
+        vocab = 5 + 3 * f
+        ids = g.integers(1, vocab, size=(rows, n)).astype(np.int32)
+        ids[:, 1:] *= g.random((rows, n - 1)) < 0.6
+        ids[g.random(rows) < 0.25] = 0
+        specs[f"f{f}"] = FeatureSpec(name=f"f{f}", type="categorical", num_embeddings=vocab, max_len=n)
+        feats[f"f{f}"] = ids
+    table = EntityTable(ids=np.arange(rows).astype(str), features=feats, lengths={}, specs=specs)
+    return table, Layout.from_specs(specs)
+
+
+def naive_embedding(emb, table, mask: torch.Tensor) -> torch.Tensor:
+    """Per row and feature: mean of the value rows, or the default when masked or missing."""
+    out = []
+    for r in range(table.rows):
+        parts = []
+        for f, (name, offset) in enumerate(zip(emb.layout.names, emb.layout.table_offsets)):
+            values = [int(v) for v in table.features[name][r] if v != 0]
+            if mask[r, f] or not values:
+                parts.append(emb.default[f])
+            else:
+                parts.append(torch.stack([emb.table.weight[offset + v - 1] for v in values]).mean(0))
+        out.append(torch.cat(parts))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("lengths", [(1, 3, 1, 4), (1, 1, 1)])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_feature_embedding_matches_naive_means_and_defaults(lengths: tuple[int, ...], sparse: bool) -> None:
+    from sslkit.model import FeatureEmbedding, fuse
+
+    table, layout = entity(lengths, rows=40, seed=0)
+    torch.manual_seed(0)
+    emb = FeatureEmbedding(layout, 8, sparse=sparse)
+    fused = fuse(table, layout)
+    mask = torch.rand(40, len(lengths), generator=torch.Generator().manual_seed(1)) < 0.3
+    for m in (torch.zeros_like(mask), mask):
+        got = emb(fused.ids, m)
+        assert torch.allclose(got, naive_embedding(emb, table, m), atol=1e-6)
+    emb(fused.ids, mask).square().sum().backward()
+    grad = emb.table.weight.grad
+    assert grad.is_sparse == sparse and not grad.to_dense()[0].any()  # the padding row never learns
+    assert grad.to_dense()[layout.table_rows:].abs().sum(1).gt(0).all()  # every default row is used
+
+
+def test_state_dict_keeps_values_and_defaults_apart() -> None:
+    from sslkit.model import TwoTower, fuse
+
+    table, layout = entity((1, 3, 2), rows=20, seed=2)
+    torch.manual_seed(0)
+    a = TwoTower(item_layout=layout, query_layout=None, dim=8, hidden=[16, 4])
+    state = a.state_dict()
+    for prefix in ("item_embedding.", "query_embedding."):
+        assert state[prefix + "table.weight"].shape == (layout.table_rows, 8)
+        assert torch.equal(state[prefix + "default"], a.item_embedding.default)
+    torch.manual_seed(1)
+    b = TwoTower(item_layout=layout, query_layout=None, dim=8, hidden=[16, 4])
+    b.load_state_dict(state)
+    fused = fuse(table, layout)
+    assert torch.equal(a.item_vectors(fused.ids, fused.dense), b.item_vectors(fused.ids, fused.dense))
+
+
+def test_sparse_adagrad_equals_torch_adagrad() -> None:
+    from sslkit.optim import SparseAdagrad
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(30, 4, generator=g)
+    ours, ref = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = SparseAdagrad([ours], lr=0.1, initial_accumulator_value=0.1)
+    ref_opt = torch.optim.Adagrad([ref], lr=0.1, initial_accumulator_value=0.1)
+    for step in range(6):
+        idx = torch.randint(0, 30, (12,), generator=g)  # repeated rows: gradients add up
+        values = torch.randn(12, 4, generator=g)
+        grad = torch.sparse_coo_tensor(idx.unsqueeze(0), values, (30, 4), check_invariants=True)
+        ours.grad = grad if step % 2 else grad.to_dense()  # both gradient layouts
+        ref.grad = grad.to_dense()
+        opt.step()
+        ref_opt.step()
+        assert torch.allclose(ours, ref, atol=1e-6)
+    assert torch.allclose(opt.state[ours]["sum"], ref_opt.state[ref]["sum"], atol=1e-6)

@@ -82,3 +82,26 @@ def test_resume_refuses_a_different_schema(data: Path) -> None:
     cfg2, _, _ = setup(data, "train.steps=4", "model.hidden=[32,16]")
     with pytest.raises(CheckpointError, match="cannot resume: 'model' differs"):
         train(cfg2, store, run_dir=data / "r", mi=mi, resume=True)
+
+
+def test_dense_and_sparse_table_gradients_train_the_same_model(data: Path) -> None:
+    """Small tables get dense gradients for speed; Adagrad must not notice (zero rows stay put)."""
+    from sslkit.train import build_setup, train_step
+
+    cfg, store, mi = setup(data, "train.batch_size=64", "ssl.batch_size=32", "ssl.aug=rfm")
+    names = [n for n, sp in store.items.specs.items() if not sp.dense]
+    sets = [[names.index(f) for f in mi["mask_sets"][n]] for n in names]
+    models = []
+    for sparse in (True, False):
+        s = build_setup(cfg, store, sets)
+        for emb in s.model.embeddings():
+            emb.table.sparse = sparse
+        gen = torch.Generator().manual_seed(0)
+        for step in range(4):
+            train_step(s, torch.arange(step * 64, (step + 1) * 64), gen)
+        models.append(s.model.state_dict())
+    sparse_run, dense_run = models
+    for key in sparse_run:
+        assert torch.allclose(sparse_run[key], dense_run[key], atol=1e-5), key
+    initial = build_setup(cfg, store, sets).model.state_dict()
+    assert not torch.equal(sparse_run["item_embedding.default"], initial["item_embedding.default"])  # defaults learn
