@@ -307,13 +307,15 @@ def recommend(
 def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML): schema, set, grid, baseline.", show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and their status; train nothing.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the cell runs [the spec's out].")] = None,
     json_out: JsonOpt = False,
+    set_: SetOpt = None,
 ) -> None:
     """Train and evaluate every grid cell (resumable: done cells are skipped), then compare with the baseline."""
     from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
     from sslkit.train import Interrupted
 
-    sw = load_sweep(spec)
+    sw = load_sweep(spec, overrides=set_ or [], out=out)
     if dry_run:
         rows = [(c.label, cell_status(c), str(c.dir)) for c in sw.cells]
         if json_out:

@@ -24,7 +24,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -37,7 +37,8 @@ from sslkit.errors import ConfigError, SslkitError
 SHORT_KEYS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "fraction": "split.fraction",
               "seed": "train.seed", "lr": "train.lr", "epochs": "train.epochs", "steps": "train.steps",
               "batch_size": "train.batch_size", "temperature": "train.temperature",
-              "optimizer": "train.optimizer", "ssl_temperature": "ssl.temperature"}
+              "optimizer": "train.optimizer", "ssl_temperature": "ssl.temperature",
+              "logq": "train.logq_correction"}
 REPORTED = ("recall", "map")
 
 
@@ -115,8 +116,12 @@ def cell_dirname(cfg: Config) -> str:
             f"-t{cfg.train.temperature:g}-s{cfg.train.seed}-{config_hash(cfg)}")
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
+               seeds: Sequence[int] | None = None) -> Sweep:
     """Read and validate a spec, resolve every cell's config (so errors surface before training).
+
+    `overrides` (key=value, applied after the spec's `set`), `out` and `seeds` (replaces the grid's
+    seed list) let one spec serve e.g. a quick smoke run.
 
     Raises:
         ConfigError: unreadable spec, unknown keys, a bad value in any cell, a missing baseline.
@@ -138,8 +143,10 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     base = path.resolve().parent
     schema = base / spec.schema_path
-    out = base / spec.out
-    fixed = [f"{full_key(k)}={json.dumps(v)}" for k, v in spec.set.items()]
+    out = Path(out) if out is not None else base / spec.out
+    if seeds is not None:
+        spec.grid["seed"] = list(seeds)
+    fixed = [f"{full_key(k)}={json.dumps(v)}" for k, v in spec.set.items()] + list(overrides)
     if spec.index:
         fixed.append(f"eval.index={spec.index}")
     keys = list(spec.grid)

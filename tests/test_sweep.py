@@ -121,3 +121,22 @@ def test_seeds_bootstrap_covers_seed_variance() -> None:
     assert same["relative"] == 0 and same["low"] == same["high"] == 0 and same["p_value"] == 1.0
     with pytest.raises(ValueError):
         seeds_bootstrap_ci(base, rng.random((2, 10)))
+
+
+def test_overrides_out_and_seeds_reshape_the_sweep(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml", grid={"aug": ["none", "cfm"], "logq": [True, False],
+                                                                        "seed": [0, 1, 2]})
+    sw = load_sweep(spec, overrides=["train.steps=2"], out=tmp_path / "quick", seeds=[7])
+    assert len(sw.cells) == 4
+    assert {c.cfg.train.steps for c in sw.cells} == {2} and {c.cfg.train.seed for c in sw.cells} == {7}
+    assert {c.cfg.train.logq_correction for c in sw.cells} == {True, False}
+    assert all(c.dir.parent == tmp_path / "quick" for c in sw.cells)
+    # the same from the CLI: --set wins over the spec's set, --out moves the cells
+    r = runner.invoke(app, ["sweep", str(spec), "--dry-run", "--json", "--out", str(tmp_path / "o"),
+                            "--set", "train.steps=3"])
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 12 and all(Path(row["dir"]).parent == tmp_path / "o" for row in rows)
+    assert all(row["status"] == "new" for row in rows)
+    bad = runner.invoke(app, ["sweep", str(spec), "--dry-run", "--set", "train.stpes=3"])
+    assert bad.exit_code == 2 and "train.stpes" in bad.stderr
