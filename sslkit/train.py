@@ -237,6 +237,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                        "step": step, "parameters": sum(p.numel() for p in s.model.parameters())})
     batch = min(cfg.train.batch_size, len(s.train_pairs))
     validation: dict[str, float] = {}
+    validated_at = -1
     t0, done_at_start, window = time.perf_counter(), step, (time.perf_counter(), step)
     with (run_dir / "metrics.jsonl").open("a") as log:
         while step < s.total_steps:
@@ -264,16 +265,18 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     log.write(json.dumps(rec) + "\n"); log.flush()
                     on_event("step", rec)
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:
-                    validation = _validate(s, val, step, log, on_event)
+                    validation, validated_at = _validate(s, val, step, log, on_event), step
             if step_in_epoch >= s.steps_per_epoch:
                 epoch, step_in_epoch, order_state = epoch + 1, 0, next_order_state
                 if not cfg.train.eval_every:
-                    validation = _validate(s, val, step, log, on_event)
+                    validation, validated_at = _validate(s, val, step, log, on_event), step
+            if step == s.total_steps and validated_at != step:  # the summary reports the final model
+                validation, validated_at = _validate(s, val, step, log, on_event), step
             _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
             on_event("checkpoint", {"step": step, "epoch": epoch})
     elapsed = time.perf_counter() - t0
     rate = (step - done_at_start) * batch / max(elapsed, 1e-9)
-    if not validation:
+    if validated_at != step:  # resumed a finished run: nothing trained, validate what is there
         validation = _validate(s, val, step, None, on_event)
     summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
                "train_seconds": elapsed, "validation": validation, "device": str(s.device)}

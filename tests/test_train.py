@@ -105,3 +105,13 @@ def test_dense_and_sparse_table_gradients_train_the_same_model(data: Path) -> No
         assert torch.allclose(sparse_run[key], dense_run[key], atol=1e-5), key
     initial = build_setup(cfg, store, sets).model.state_dict()
     assert not torch.equal(sparse_run["item_embedding.default"], initial["item_embedding.default"])  # defaults learn
+
+
+def test_summary_validation_is_of_the_final_step(data: Path) -> None:
+    import json
+    cfg, store, mi = setup(data, "train.steps=3", "train.eval_queries=30")  # 3 steps: no epoch end
+    result = train(cfg, store, run_dir=data / "short", mi=mi)
+    vals = [json.loads(ln) for ln in (data / "short/metrics.jsonl").read_text().splitlines() if "val_recall@10" in ln]
+    assert [v["step"] for v in vals] == [3]
+    summary = json.loads((data / "short/summary.json").read_text())
+    assert summary["validation"] == result.validation == {k: v for k, v in vals[0].items() if k != "step"}
