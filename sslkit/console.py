@@ -89,7 +89,7 @@ def render_profile(p: dict[str, Any]) -> None:
             ("Gini of item popularity", pop["gini"]),
             *[(f"TopPopular Recall@{k.split('@')[1]}", v) for k, v in pop.items() if k.startswith("toppop_")],
             ("catalog-only items (no pairs)", pop["catalog_only_items"]),
-            ("test pairs: head / tail / cold", f"{tp['head']:,} / {tp['tail']:,} / {tp['cold']:,}")]
+            ("distinct test pairs: head / tail / cold", f"{tp['head']:,} / {tp['tail']:,} / {tp['cold']:,}")]
     out.print(table("Popularity", ["statistic", "value"], rows, right=["value"]))
 
 

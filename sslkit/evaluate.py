@@ -12,20 +12,7 @@ import numpy as np
 from sslkit import io
 from sslkit.errors import DataError
 from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, summarize
-from sslkit.profile import head_items, item_counts, slice_of_pairs
-
-
-def group_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group (query_row, item_row) pairs by query, de-duplicated.
-
-    Returns:
-        queries int64 (Q,) sorted, indptr int64 (Q+1,), items int64 (nnz,) sorted within each query.
-    """
-    p = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
-    queries, starts = np.unique(p[:, 0], return_index=True)
-    indptr = np.append(starts, len(p)).astype(np.int64)
-    return queries, indptr, p[:, 1].copy()
-
+from sslkit.profile import group_pairs, head_items, item_counts, slice_of_pairs, toppop_topk
 
 
 def csr_take(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,17 +62,6 @@ def retrieve(item_vecs: Any, query_vecs: Any, k: int, *, index: str, exclude_sel
         order = np.argsort(banned, axis=1, kind="stable")
         top = np.where(np.take_along_axis(banned, order, 1), -1, np.take_along_axis(top, order, 1))
     return top[:, :k]
-
-
-def toppop_topk(train_counts: np.ndarray, queries: np.ndarray, k: int, item_to_item: bool) -> np.ndarray:
-    """TopPopular: the most frequent training items for everyone (minus the query item itself)."""
-    order = np.lexsort((np.arange(len(train_counts)), -train_counts))[: k + 1]
-    cand = np.broadcast_to(order, (len(queries), len(order)))
-    if not item_to_item:
-        return cand[:, :k].copy()
-    drop = cand == queries[:, None]
-    drop[:, -1] |= ~drop.any(1)
-    return cand[~drop].reshape(len(queries), len(order) - 1)[:, :k]
 
 
 def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,

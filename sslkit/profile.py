@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from sslkit.encode import Vocab, bucket_labels
+from sslkit.metrics import compute_metrics, summarize
 from sslkit.store import EntityTable, FeatureStore
 
 
@@ -47,6 +48,29 @@ def gini(counts: np.ndarray) -> float:
     return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * total))
 
 
+def group_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group (query_row, item_row) pairs by query, de-duplicated.
+
+    Returns:
+        queries int64 (Q,) sorted, indptr int64 (Q+1,), items int64 (nnz,) sorted within each query.
+    """
+    p = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
+    queries, starts = np.unique(p[:, 0], return_index=True)
+    indptr = np.append(starts, len(p)).astype(np.int64)
+    return queries, indptr, p[:, 1].copy()
+
+
+def toppop_topk(train_counts: np.ndarray, queries: np.ndarray, k: int, item_to_item: bool) -> np.ndarray:
+    """TopPopular: the most frequent training items for everyone (minus the query item itself)."""
+    order = np.lexsort((np.arange(len(train_counts)), -train_counts))[: k + 1]
+    cand = np.broadcast_to(order, (len(queries), len(order)))
+    if not item_to_item:
+        return cand[:, :k].copy()
+    drop = cand == queries[:, None]
+    drop[:, -1] |= ~drop.any(1)
+    return cand[~drop].reshape(len(queries), len(order) - 1)[:, :k]
+
+
 def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1) -> dict[str, Any]:
     """Concentration of interactions and what a TopPopular recommender would get."""
     n_items = store.items.rows
@@ -57,14 +81,17 @@ def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fractio
     share = {f"top_{p}pct_items_share": float(ranked[: max(1, int(np.ceil(n_items * p / 100)))].sum() / total)
              for p in (1, 10)}
     train_counts = item_counts(train, n_items)
-    order = np.lexsort((np.arange(n_items), -train_counts))
     in_test = train_counts[test[:, 1]]
+    # TopPopular exactly as `sslkit eval` reports it: test pairs grouped by query (de-duplicated),
+    # Recall@K per query, the query item excluded in item-to-item mode, averaged over queries
+    q, indptr, rel = group_pairs(test)
+    kk = [k for k in ks if k <= n_items - int(store.item_to_item)]
     toppop = {}
-    for k in ks:
-        top = np.zeros(n_items, bool)
-        top[order[:k]] = True
-        toppop[f"toppop_recall@{k}"] = float(top[test[:, 1]].mean())
-    labels = slice_of_pairs(test[:, 1], train_counts, head_items(train_counts, head_fraction))
+    if len(q) and kk:
+        top = toppop_topk(train_counts, q, max(kk), store.item_to_item)
+        toppop = {f"toppop_{m}": v for m, v in summarize(compute_metrics(top, indptr, rel, kk)).items()
+                  if m.startswith("recall")}
+    labels = slice_of_pairs(rel, train_counts, head_items(train_counts, head_fraction))
     slices = {name: int((labels == i).sum()) for i, name in enumerate(("head", "tail", "cold"))}
     return {"interactions": int(counts.sum()), "items_with_interactions": int((counts > 0).sum()),
             "catalog_only_items": int((counts == 0).sum()), **share, "gini": gini(counts), **toppop,
