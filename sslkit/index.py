@@ -297,7 +297,7 @@ class HnswIndex:
         return int(self.meta["count"])
 
     @classmethod
-    def build(cls, vectors: np.ndarray, *, M: int = 16, ef_construction: int = 200, ef: int = 100,
+    def build(cls, vectors: np.ndarray, *, M: int = 16, ef_construction: int = 100, ef: int = 400,
               seed: int = 0, num_threads: int = 0) -> "HnswIndex":
         """Index ``vectors`` float32 ``[N, d]`` with ids 0..N−1 (``num_threads=0``: all cores)."""
         import hnswlib

@@ -140,3 +140,13 @@ def test_overrides_out_and_seeds_reshape_the_sweep(data: Path, tmp_path: Path, r
     assert all(row["status"] == "new" for row in rows)
     bad = runner.invoke(app, ["sweep", str(spec), "--dry-run", "--set", "train.stpes=3"])
     assert bad.exit_code == 2 and "train.stpes" in bad.stderr
+
+
+def test_ann_settings_name_a_new_cell_only_when_the_sweep_uses_hnsw(data: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
+    base = load_sweep(spec).cells[0].dir
+    assert load_sweep(spec, overrides=["eval.hnsw.ef=50", "eval.ann_queries=7"]).cells[0].dir == base
+    assert load_sweep(spec, overrides=["eval.k=[5]"]).cells[0].dir != base
+    hnsw = write_spec(tmp_path / "h.yaml", data / "schema.yaml", index="hnsw")
+    assert load_sweep(hnsw).cells[0].dir != base
+    assert load_sweep(hnsw, overrides=["eval.hnsw.ef=50"]).cells[0].dir != load_sweep(hnsw).cells[0].dir
