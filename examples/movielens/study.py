@@ -373,7 +373,8 @@ neighbours with the same first genre: baseline {purity['none']:.1%}, CFM {purity
 """
     path = out / ("RESULTS.md" if not quick else "RESULTS.quick.md")
     path.write_text(text)
-    (figs / "summaries.json").write_text(json.dumps(summaries, indent=1, default=str))
+    raw = json.dumps(summaries, indent=1, default=str)  # run paths relative to the repository
+    (figs / "summaries.json").write_text(raw.replace(json.dumps(str(ROOT))[1:-1] + "/", ""))
     return path
 
 
