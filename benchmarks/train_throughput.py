@@ -10,6 +10,10 @@ Also measures this machine's matmul throughput with a probe in the same run and 
 of the matmul-bound limit each shape reaches (model FLOPs per example counted analytically).
 
     python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads 2] [--shape wikipedia,ml100k]
+        [--precision auto|fp32|bf16]
+
+`--precision bf16` runs the towers under bf16 autocast (`train.precision`); on a CPU with AMX that
+is where most of the wide shape's time goes. The matmul probe stays fp32.
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def timed(setup, steps: int) -> float:
     return steps * b / (time.perf_counter() - t0)
 
 
-def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float) -> dict:
+def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float, precision: str = "auto") -> dict:
     spec = SHAPES[name]
     out = work / name
     t0 = time.perf_counter()
@@ -110,7 +114,7 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float) -> 
     gen_s = time.perf_counter() - t0
     if name == "ml100k":
         (out / "ml.yaml").write_text(ML_SCHEMA)
-    cfg = load_config(out / spec["schema"], [*spec["sets"], "train.device=cpu"])
+    cfg = load_config(out / spec["schema"], [*spec["sets"], "train.device=cpu", f"train.precision={precision}"])
     t0 = time.perf_counter()
     store = load_or_build(cfg, use_cache=False)
     prep_s = time.perf_counter() - t0
@@ -123,7 +127,7 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float) -> 
     fpe = flops_per_example(setup)
     return {"shape": name, "items": store.items.rows, "train_pairs": len(store.splits["train"]),
             "item_features": names, "batch_size": cfg.train.batch_size, "hidden": cfg.model.hidden,
-            "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "steps": steps,
+            "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision, "steps": steps,
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
             "matmul_gflop_per_example": round(fpe / 1e9, 5),
@@ -138,11 +142,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--shape", default="wikipedia,ml100k")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     probe = matmul_probe()
     with tempfile.TemporaryDirectory() as tmp:
-        shapes = [run_shape(s, Path(tmp), a.steps, a.repeats, probe) for s in a.shape.split(",")]
+        shapes = [run_shape(s, Path(tmp), a.steps, a.repeats, probe, a.precision) for s in a.shape.split(",")]
     print(json.dumps({"benchmark": "train_throughput", "device": "cpu", "threads": a.threads,
                       "torch": torch.__version__, "matmul_probe_gflops": round(probe, 1), "shapes": shapes}, indent=1))
 

@@ -160,7 +160,7 @@ def mi(
 _TRAIN_FLAGS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "epochs": "train.epochs",
                 "steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
                 "optimizer": "train.optimizer", "fraction": "split.fraction", "seed": "train.seed",
-                "device": "train.device", "mi": "ssl.mi_path"}
+                "device": "train.device", "precision": "train.precision", "mi": "ssl.mi_path"}
 
 
 @app.command()
@@ -178,6 +178,7 @@ def train(
     fraction: Annotated[Optional[float], typer.Option("--fraction", help="Use this share of training pairs.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for init, batches and augmentation.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA only).")] = None,
     mi_path: Annotated[Optional[Path], typer.Option("--mi", help="MI JSON from `sslkit mi --out` (else computed).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
@@ -190,7 +191,7 @@ def train(
 
     flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
              "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
-             "device": device, "mi": str(mi_path.resolve()) if mi_path else None}
+             "device": device, "precision": precision, "mi": str(mi_path.resolve()) if mi_path else None}
     explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
     cfg = _config(schema, [*(set_ or []), *explicit])
     run_dir = out or Path("runs") / f"{cfg.name}-{cfg.ssl.aug}-s{cfg.train.seed}"

@@ -106,6 +106,8 @@ def config_hash(cfg: Config) -> str:
     """Hash of everything that changes a run's result (not where the schema file lives)."""
     data = {k: v for k, v in dump_config(cfg).items() if k not in ("base_dir", "cache_dir")}
     data["train"] = {k: v for k, v in data["train"].items() if k not in ("log_every", "device")}
+    if data["train"]["precision"] == "auto":  # the behaviour from before the setting existed
+        del data["train"]["precision"]
     if data["eval"]["index"] == "exact":  # ANN settings cannot change an exact evaluation
         data["eval"] = {k: v for k, v in data["eval"].items() if k not in ("hnsw", "ann_queries")}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]

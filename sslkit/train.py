@@ -68,6 +68,12 @@ class Setup:
     steps_per_epoch: int
     total_steps: int
     columns: augment.FusedColumns | None = None  # item id layout on the device (masking, dropout)
+    bf16: bool = False  # towers under bf16 autocast (train.precision)
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """train.precision → bf16 autocast? auto = bf16 on CUDA only (CPU results stay fp32 unless asked)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
@@ -97,7 +103,8 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
     return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
                  queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
                  multi_cols=item_layout.multi_columns().to(device), mask_table=table, mask_size=mask_size,
-                 steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device))
+                 steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device),
+                 bf16=uses_bf16(cfg.train.precision, device))
 
 
 def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) -> None:
@@ -149,7 +156,7 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
         ids[:b] = augment.with_defaults(ids[:b], mask, columns)
     elif n_views == 2:
         ids[b:] = _views(s, ids[b:b + len(ssl_rows)], gen).flatten(0, 1)
-    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=s.bf16):
         q = s.model.query_vectors(q_ids, q_dense)
         v_all = s.model.item_vectors(ids, dense)
     v, rest = v_all[:b], v_all[b:]

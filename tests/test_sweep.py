@@ -150,3 +150,11 @@ def test_ann_settings_name_a_new_cell_only_when_the_sweep_uses_hnsw(data: Path, 
     hnsw = write_spec(tmp_path / "h.yaml", data / "schema.yaml", index="hnsw")
     assert load_sweep(hnsw).cells[0].dir != base
     assert load_sweep(hnsw, overrides=["eval.hnsw.ef=50"]).cells[0].dir != load_sweep(hnsw).cells[0].dir
+
+
+def test_precision_names_a_new_cell_unless_auto(data: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
+    base = load_sweep(spec).cells[0].dir
+    assert load_sweep(spec, overrides=["train.precision=auto"]).cells[0].dir == base
+    dirs = {load_sweep(spec, overrides=[f"train.precision={p}"]).cells[0].dir for p in ("fp32", "bf16")}
+    assert len(dirs) == 2 and base not in dirs

@@ -115,3 +115,20 @@ def test_summary_validation_is_of_the_final_step(data: Path) -> None:
     assert [v["step"] for v in vals] == [3]
     summary = json.loads((data / "short/summary.json").read_text())
     assert summary["validation"] == result.validation == {k: v for k, v in vals[0].items() if k != "step"}
+
+
+def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Path) -> None:
+    import json
+    from sslkit.train import uses_bf16
+    assert uses_bf16("auto", torch.device("cuda")) and not uses_bf16("auto", torch.device("cpu"))
+    assert uses_bf16("bf16", torch.device("cpu")) and not uses_bf16("fp32", torch.device("cuda"))
+    cfg, store, mi = setup(data, "train.steps=3", "train.precision=bf16")
+    a = train(cfg, store, run_dir=data / "bf_a", mi=mi)
+    train(cfg, store, run_dir=data / "bf_b", mi=mi)
+    cfg32, _, _ = setup(data, "train.steps=3")
+    train(cfg32, store, run_dir=data / "fp", mi=mi)
+    wa, wb, w32 = weights(data / "bf_a"), weights(data / "bf_b"), weights(data / "fp")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], w32[k]) for k in wa)
+    assert all(torch.isfinite(v).all() for v in wa.values() if v.is_floating_point())
+    assert a.validation and json.loads((data / "bf_a/config.json").read_text())["train"]["precision"] == "bf16"
