@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sslkit import io
 from sslkit.config import Config, dump_config, load_config
-from sslkit.errors import ConfigError, SslkitError
+from sslkit.errors import CheckpointError, ConfigError, SslkitError
 
 SHORT_KEYS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "fraction": "split.fraction",
               "seed": "train.seed", "lr": "train.lr", "epochs": "train.epochs", "steps": "train.steps",
@@ -157,9 +157,8 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
     cells = []
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, combo))
-        overrides = [*fixed, *(f"{full_key(k)}={json.dumps(v)}" for k, v in values.items())]
         try:
-            cfg = load_config(schema, overrides)
+            cfg = load_config(schema, [*fixed, *(f"{full_key(k)}={json.dumps(v)}" for k, v in values.items())])
         except ConfigError as e:
             raise ConfigError(f"{path}: cell {_label(values)}: {e.message}", hint=e.hint)
         cells.append(Cell(values=values, cfg=cfg, dir=out / cell_dirname(cfg)))
@@ -223,14 +222,18 @@ def run_sweep(sweep: Sweep, *, log: Callable[[str], None] = lambda _: None, on_e
                 run_training(cell.cfg, run_dir=cell.dir, resume=status == "partial", overwrite=False,
                              argv=["sslkit", "sweep", str(sweep.path)], log=log, on_event=on_event,
                              stop_on_signals=stop_on_signals)
-            if status != "done":
-                r = evaluate_run(cell.dir, log=log)
-                _save_per_query(cell.dir, r.queries, r.per_query)
+            if status == "done":
+                try:
+                    results.append(load_result(cell))
+                    continue
+                except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
+                    log(f"{e.line()}; evaluating cell {cell.label} again")
+            r = evaluate_run(cell.dir, log=log)
+            _save_per_query(cell.dir, r.queries, r.per_query)
+            results.append(load_result(cell))
         except SslkitError as e:
             failed.append((cell, e.line()))
             log(f"cell {cell.label} failed: {e.line()}")
-            continue
-        results.append(load_result(cell))
     return results, failed
 
 
@@ -243,10 +246,21 @@ def _save_per_query(run_dir: Path, queries: np.ndarray, per_query: dict[str, np.
 
 
 def load_result(cell: Cell) -> CellResult:
-    with np.load(cell.dir / "per_query.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    queries = arrays.pop("queries")
-    return CellResult(cell=cell, eval=io.read_json(cell.dir / "eval.json"),
+    """A done cell's eval.json and per-query metrics.
+
+    Raises:
+        CheckpointError: either file is unreadable or not what `sslkit sweep` wrote.
+    """
+    try:
+        with np.load(cell.dir / "per_query.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        queries = arrays.pop("queries")
+        evaluation = io.read_json(cell.dir / "eval.json")
+        if not isinstance(evaluation, dict) or not {"metrics", "slices", "toppop"} <= evaluation.keys():
+            raise ValueError("eval.json lacks metrics, slices or toppop")
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{cell.dir}: unreadable evaluation ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+    return CellResult(cell=cell, eval=evaluation,
                       per_query={k.replace("_at_", "@"): v for k, v in arrays.items()}, queries=queries)
 
 

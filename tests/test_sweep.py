@@ -158,3 +158,18 @@ def test_precision_names_a_new_cell_unless_auto(data: Path, tmp_path: Path) -> N
     assert load_sweep(spec, overrides=["train.precision=auto"]).cells[0].dir == base
     dirs = {load_sweep(spec, overrides=[f"train.precision={p}"]).cells[0].dir for p in ("fp32", "bf16")}
     assert len(dirs) == 2 and base not in dirs
+
+
+def test_damaged_results_are_evaluated_again(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml", grid={"aug": ["none"]}, baseline=None)
+    first = runner.invoke(app, ["-q", "sweep", str(spec), "--json"])
+    assert first.exit_code == 0, first.stderr
+    cell = load_sweep(spec).cells[0]
+    (cell.dir / "per_query.npz").write_bytes(b"garbage")
+    (cell.dir / "eval.json").write_text("{}")
+    r = runner.invoke(app, ["sweep", str(spec), "--json"])
+    assert r.exit_code == 0 and "Traceback" not in r.stderr
+    err = r.stderr.replace("\n", "")  # the console wraps long paths
+    assert "unreadable evaluation" in " ".join(r.stderr.split()) and cell.dir.name in err
+    assert json.loads(r.stdout)["groups"] == json.loads(first.stdout)["groups"]
+    assert cell_status(cell) == "done" and "metrics" in json.loads((cell.dir / "eval.json").read_text())
