@@ -220,7 +220,10 @@ def projection(summaries: dict[str, Any], path: Path) -> dict[str, float]:
     import matplotlib.pyplot as plt
     import polars as pl
 
+    import torch
+
     from sslkit.embed import embed_table, load_run
+    from sslkit.index import exact_topk
 
     items = pl.read_parquet(HERE / "data/items.parquet").select("item_id", pl.col("genres").list.first().alias("g"))
     genre = dict(zip(items["item_id"].to_list(), items["g"].fill_null("unknown").to_list()))
@@ -233,9 +236,8 @@ def projection(summaries: dict[str, Any], path: Path) -> dict[str, float]:
         store = run.store()
         vecs = embed_table(run, store.items, queries=False)
         labels = np.array([genre.get(str(i), "unknown") for i in store.items.ids])
-        sims = vecs @ vecs.T
-        np.fill_diagonal(sims, -np.inf)
-        nn = np.argsort(-sims, axis=1)[:, :10]
+        t = torch.from_numpy(np.ascontiguousarray(vecs, dtype=np.float32))
+        nn = exact_topk(t, t, 10, exclude_self=torch.arange(len(t)))[1].numpy()
         purity[m] = float((labels[nn] == labels[:, None]).mean())
         centred = vecs - vecs.mean(0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
