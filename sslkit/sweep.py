@@ -147,7 +147,7 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
         raise ConfigError(f"{path}: {loc}: {err['msg'].removeprefix('Value error, ')}")
     base = path.resolve().parent
     schema = base / spec.schema_path
-    out = Path(out) if out is not None else base / spec.out
+    out = Path(out) if out is not None else (base / spec.out).resolve()
     if seeds is not None:
         spec.grid["seed"] = list(seeds)
     fixed = [f"{full_key(k)}={json.dumps(v)}" for k, v in spec.set.items()] + list(overrides)
