@@ -94,7 +94,8 @@ def run_specs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             sys.exit(f"Error: sweep {name}: {len(failed)} cells failed: {failed[0][1]}")
         elapsed = time.perf_counter() - t0
         if todo or name not in seconds:
-            seconds[name] = seconds.get(name, 0.0) * (todo < len(sw.cells)) + elapsed
+            resumed = 0 < todo < len(sw.cells)  # finished an interrupted spec: add to its earlier time
+            seconds[name] = (seconds.get(name, 0.0) if resumed else 0.0) + elapsed
             args.runs.mkdir(parents=True, exist_ok=True)
             times_path.write_text(json.dumps(seconds, indent=1))
         summaries[name] = summarize_sweep(sw, results)
