@@ -15,8 +15,9 @@ loss as their float32 copies.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["batch_softmax_loss", "info_nce_loss", "spread_out_loss", "joint_loss"]
@@ -38,39 +39,76 @@ def masked_logit_value(dtype: torch.dtype) -> float:
     return -min(1e9, torch.finfo(dtype).max / 2)
 
 
-def similarity_logits(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    """Temperature-scaled cosine logits ``a @ b.T / temperature`` in float32.
-
-    Args:
-        a: (B, d) L2-normalized rows (any floating dtype).
-        b: (N, d) L2-normalized rows (any floating dtype).
-        temperature: tau > 0.
-
-    Returns:
-        (B, N) float32 logits, ``[i, j] = <a_i, b_j> / tau``.
-
-    Raises:
-        ValueError: non-positive temperature or mismatched embedding widths.
-    """
+def _check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def _check_pair(a: Tensor, b: Tensor) -> None:
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"expected (B, d) and (N, d) embeddings, got {tuple(a.shape)} and {tuple(b.shape)}")
-    with torch.autocast(device_type=a.device.type, enabled=False):
-        return (a.float() @ b.float().T) / temperature
 
 
-def diagonal_cross_entropy(logits: Tensor) -> Tensor:
-    """Mean over rows of ``-log softmax(logits[i])[i]``: row i's positive is column i.
+class _DiagonalSoftmaxCE(torch.autograd.Function):
+    """``mean_i −log softmax(a @ b.T / tau − log_q)[i, i]`` with masked entries, and its gradient.
+
+    The same value as ``cross_entropy(similarity_logits(a, b) − log_q masked, arange)``, in fewer
+    and cheaper kernels, which is what decides a small model's step time: 1/tau rides in the matmul's
+    ``alpha`` and −log_q in its bias (one ``addmm``), and the mask is filled in place. The backward
+    is the softmax's closed form, ``dL/dlogits = (softmax − I) / B``, from the saved log-softmax in
+    one ``exp``: masked entries get exactly 0, so no mask pass, and the scale ``g / (B·tau)`` is
+    applied to the (B, d) products, not the (B, N) matrix.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor, scale: float, bias: Tensor | None,  # type: ignore[override]
+                mask: Tensor | None) -> Tensor:
+        dtype = torch.promote_types(a.dtype, torch.float32)
+        a32, b32 = a.to(dtype), b.to(dtype)
+        if bias is None:
+            logits = torch.mm(a32, b32.T).mul_(scale)
+        else:
+            logits = torch.addmm(bias.to(dtype), a32, b32.T, alpha=scale)
+        if mask is not None:
+            logits.masked_fill_(mask, masked_logit_value(dtype))
+        log_p = torch.log_softmax(logits, 1)
+        ctx.save_for_backward(a32, b32, log_p)
+        ctx.scale, ctx.dtypes = scale, (a.dtype, b.dtype)
+        return -log_p.diagonal().mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        a32, b32, log_p = ctx.saved_tensors
+        p = log_p.exp()  # softmax; masked entries are exactly 0
+        p.diagonal().sub_(1)
+        c = grad * (ctx.scale / p.shape[0])
+        grad_a = torch.mm(p, b32).mul_(c).to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
+        grad_b = torch.mm(p.T, a32).mul_(c).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None, None, None
+
+
+def diagonal_softmax_ce(a: Tensor, b: Tensor, *, temperature: float, log_q: Tensor | None = None,
+                        mask: Tensor | None = None) -> Tensor:
+    """Mean over rows i of ``−log softmax(a @ b.T / tau − log_q)[i, i]``; row i's positive is column i.
+
+    Computed in float32 whatever the inputs' dtype (float64 stays float64) and outside autocast.
 
     Args:
-        logits: (B, B) logits (cast to float32 if needed).
+        a: (B, d) L2-normalized rows.
+        b: (B, d) L2-normalized rows, aligned with `a`.
+        temperature: tau > 0.
+        log_q: optional (B,) value subtracted from every entry of column j.
+        mask: optional (B, B) bool; True entries are removed from their row's softmax (the
+            diagonal must stay False).
 
     Returns:
-        () float32 mean cross-entropy.
+        () mean cross-entropy.
     """
-    target = torch.arange(logits.shape[0], device=logits.device)
-    return F.cross_entropy(logits.float(), target)
+    _check_temperature(temperature)
+    _check_pair(a, b)
+    bias = None if log_q is None else -log_q.to(a.device).unsqueeze(0)
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return _DiagonalSoftmaxCE.apply(a, b, 1.0 / temperature, bias, mask)
 
 
 def accidental_hits(item_ids: Tensor) -> Tensor:
@@ -83,8 +121,7 @@ def accidental_hits(item_ids: Tensor) -> Tensor:
         (B, B) bool, True at ``[i, j]`` when ``j != i`` and ``item_ids[j] == item_ids[i]``.
     """
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
-    eye = torch.eye(len(item_ids), dtype=torch.bool, device=item_ids.device)
-    return same & ~eye
+    return same.fill_diagonal_(False)
 
 
 def batch_softmax_loss(query: Tensor, item: Tensor, *, temperature: float, item_ids: Tensor | None = None,
@@ -116,13 +153,8 @@ def batch_softmax_loss(query: Tensor, item: Tensor, *, temperature: float, item_
     for name, t in (("item_ids", item_ids), ("log_q", log_q)):
         if t is not None and tuple(t.shape) != (n,):
             raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
-    logits = similarity_logits(query, item, temperature)
-    if log_q is not None:
-        logits = logits - log_q.to(device=logits.device, dtype=logits.dtype).unsqueeze(0)
-    if item_ids is not None:
-        hits = accidental_hits(item_ids.to(logits.device))
-        logits = logits.masked_fill(hits, masked_logit_value(logits.dtype))
-    return diagonal_cross_entropy(logits)
+    hits = accidental_hits(item_ids.to(query.device)) if item_ids is not None else None
+    return diagonal_softmax_ce(query, item, temperature=temperature, log_q=log_q, mask=hits)
 
 
 def info_nce_loss(z1: Tensor, z2: Tensor, *, temperature: float) -> Tensor:
@@ -144,7 +176,7 @@ def info_nce_loss(z1: Tensor, z2: Tensor, *, temperature: float) -> Tensor:
     """
     if z1.shape != z2.shape:
         raise ValueError(f"z1 and z2 must have the same (B, d) shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
-    return diagonal_cross_entropy(similarity_logits(z1, z2, temperature))
+    return diagonal_softmax_ce(z1, z2, temperature=temperature)
 
 
 def spread_out_loss(z: Tensor, *, temperature: float) -> Tensor:

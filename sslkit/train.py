@@ -123,14 +123,19 @@ def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) 
 
 
 def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]:
-    """Sparse tables and dense weights get their own optimizer (sparse gradients need it)."""
+    """Tables with sparse gradients and everything else get their own optimizer (sparse gradients need it).
+
+    With Adagrad, tables switched to dense gradients join the dense weights' fused optimizer: one
+    kernel and one optimizer call per step for all of them (the same update, see `SparseAdagrad`).
+    """
     lr = cfg.train.lr
     if cfg.train.optimizer == "adagrad":  # TF's default initial accumulator, as the paper's setup
         from sslkit.optim import SparseAdagrad
 
         fused = next(model.parameters()).device.type == "cpu"  # the same update in one kernel (CPU only)
-        return [SparseAdagrad(model.sparse_parameters(), lr=lr, initial_accumulator_value=0.1),
-                torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1, fused=fused)]
+        sparse = model.sparse_parameters()
+        return ([SparseAdagrad(sparse, lr=lr, initial_accumulator_value=0.1)] if sparse else []) + [
+            torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1, fused=fused)]
     return [torch.optim.SparseAdam(model.sparse_parameters(), lr=lr),
             torch.optim.Adam(model.dense_parameters(), lr=lr)]
 
@@ -159,16 +164,16 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=s.bf16):
         q = s.model.query_vectors(q_ids, q_dense)
         v_all = s.model.item_vectors(ids, dense)
-    v, rest = v_all[:b], v_all[b:]
+    bs = (len(item_rows) - b) // max(n_views, 1)  # SSL batch
+    v, *views = v_all.split([b] + [bs] * n_views)  # a split, not slices: its backward is one cat
     log_q = s.log_q.index_select(0, pairs[:, 1]) if s.log_q is not None else None
     main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
     parts = {"main": main}
     ssl = None
     if n_views == 1:
-        ssl = losses.spread_out_loss(rest, temperature=cfg.ssl.temperature)
+        ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature)
     elif n_views == 2:
-        z1, z2 = rest.chunk(2)
-        ssl = losses.info_nce_loss(z1, z2, temperature=cfg.ssl.temperature)
+        ssl = losses.info_nce_loss(*views, temperature=cfg.ssl.temperature)
     if ssl is not None:
         parts["ssl"] = ssl
     return losses.joint_loss(main, ssl, alpha=cfg.ssl.alpha), parts
@@ -177,8 +182,8 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
 def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimizer step on a batch of training pairs; returns the loss and its parts."""
     loss, parts = step_loss(s, rows, gen)
-    for opt in s.optimizers:
-        opt.zero_grad(set_to_none=True)
+    for p in s.model.parameters():  # zero_grad(set_to_none=True) without the optimizers' per-call overhead
+        p.grad = None
     loss.backward()
     for opt in s.optimizers:
         opt.step()

@@ -252,3 +252,22 @@ def test_sparse_adagrad_equals_torch_adagrad() -> None:
         ref_opt.step()
         assert torch.allclose(ours, ref, atol=1e-6)
     assert torch.allclose(opt.state[ours]["sum"], ref_opt.state[ref]["sum"], atol=1e-6)
+
+
+def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
+    from sslkit.model import l2_normalize
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    x[2] = 0.0  # a zero row: clamped norm, as F.normalize
+    up = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = l2_normalize(a)
+    ref = torch.nn.functional.normalize(b, dim=1)
+    torch.testing.assert_close(y, ref)
+    (y * up).sum().backward()
+    (ref * up).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+    assert torch.autograd.gradcheck(l2_normalize, (x[[0, 1, 3]].clone().requires_grad_(),))
+    low = l2_normalize(x.bfloat16().requires_grad_())
+    assert low.dtype == torch.float32  # computed and returned in float32 for low-precision inputs

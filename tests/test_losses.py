@@ -285,3 +285,43 @@ def test_cuda_bf16_autocast_matches_cpu() -> None:
         got = batch_softmax_loss(q.cuda(), it.cuda(), temperature=0.05, item_ids=ids.cuda())
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(batch_softmax_loss(q, it, temperature=0.05, item_ids=ids).item(), rel=1e-4)
+
+
+def autograd_reference(a: torch.Tensor, b: torch.Tensor, tau: float, log_q: torch.Tensor | None = None,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss written with plain autograd ops in float64: the closed-form backward's reference."""
+    logits = a.double() @ b.double().T / tau
+    if log_q is not None:
+        logits = logits - log_q.double().unsqueeze(0)
+    if mask is not None:
+        logits = logits.masked_fill(mask, -1e9)
+    return F.cross_entropy(logits, torch.arange(len(a)))
+
+
+@pytest.mark.parametrize("case", ["plain", "log_q", "hits", "both"])
+def test_closed_form_gradient_matches_autograd(case: str) -> None:
+    b = 12
+    q, it = unit(b, 5, 81).requires_grad_(), unit(b, 5, 82).requires_grad_()
+    ids = torch.tensor([0, 1, 0, 2, 3, 3, 4, 5, 0, 6, 7, 8]) if case in ("hits", "both") else None
+    log_q = torch.linspace(-4, -1, b) if case in ("log_q", "both") else None
+    got = batch_softmax_loss(q, it, temperature=0.1, item_ids=ids, log_q=log_q)
+    (got * 2.5).backward()  # a non-unit upstream gradient (alpha of eq. 5) must scale both inputs' gradients
+    q_ref, it_ref = q.detach().double().requires_grad_(), it.detach().double().requires_grad_()
+    mask = accidental_hits(ids) if ids is not None else None
+    ref = autograd_reference(q_ref, it_ref, 0.1, log_q, mask)
+    (ref * 2.5).backward()
+    assert got.item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(q.grad, q_ref.grad.float(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(it.grad, it_ref.grad.float(), rtol=1e-4, atol=1e-5)
+
+
+def test_gradcheck_float64_and_shared_input() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([0, 1, 1, 2, 3, 1])
+    log_q = torch.randn(6, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda x, y: batch_softmax_loss(x, y, temperature=0.3, item_ids=ids, log_q=log_q), (a, b))
+    # spread-out passes one tensor as both sides: the two gradient contributions must add up
+    assert torch.autograd.gradcheck(lambda x: spread_out_loss(x, temperature=0.3), (a,))

@@ -86,7 +86,7 @@ def test_resume_refuses_a_different_schema(data: Path) -> None:
 
 def test_dense_and_sparse_table_gradients_train_the_same_model(data: Path) -> None:
     """Small tables get dense gradients for speed; Adagrad must not notice (zero rows stay put)."""
-    from sslkit.train import build_setup, train_step
+    from sslkit.train import build_setup, make_optimizers, train_step
 
     cfg, store, mi = setup(data, "train.batch_size=64", "ssl.batch_size=32", "ssl.aug=rfm")
     names = [n for n, sp in store.items.specs.items() if not sp.dense]
@@ -96,6 +96,8 @@ def test_dense_and_sparse_table_gradients_train_the_same_model(data: Path) -> No
         s = build_setup(cfg, store, sets)
         for emb in s.model.embeddings():
             emb.table.sparse = sparse
+        s.optimizers = make_optimizers(s.model, cfg)  # dense tables join the fused dense optimizer
+        assert len(s.optimizers) == (2 if sparse else 1)
         gen = torch.Generator().manual_seed(0)
         for step in range(4):
             train_step(s, torch.arange(step * 64, (step + 1) * 64), gen)
