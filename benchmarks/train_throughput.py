@@ -10,10 +10,11 @@ Also measures this machine's matmul throughput with a probe in the same run and 
 of the matmul-bound limit each shape reaches (model FLOPs per example counted analytically).
 
     python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads 2] [--shape wikipedia,ml100k]
-        [--precision auto|fp32|bf16]
+        [--precision auto|fp32|bf16] [--system-malloc]
 
 `--precision bf16` runs the towers under bf16 autocast (`train.precision`); on a CPU with AMX that
-is where most of the wide shape's time goes. The matmul probe stays fp32.
+is where most of the wide shape's time goes. The matmul probe stays fp32. Like the `sslkit` command,
+the benchmark keeps freed memory for reuse (`sslkit.runtime`); `--system-malloc` measures without.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from sslkit import runtime  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
 from sslkit.store import load_or_build  # noqa: E402
 from sslkit.train import build_setup, train_step, training_mi  # noqa: E402
@@ -143,13 +145,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--shape", default="wikipedia,ml100k")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--system-malloc", action="store_true", help="leave glibc malloc's defaults (the library case)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    kept = not a.system_malloc and runtime.keep_freed_memory()  # as the `sslkit` command does
     probe = matmul_probe()
     with tempfile.TemporaryDirectory() as tmp:
         shapes = [run_shape(s, Path(tmp), a.steps, a.repeats, probe, a.precision) for s in a.shape.split(",")]
     print(json.dumps({"benchmark": "train_throughput", "device": "cpu", "threads": a.threads,
-                      "torch": torch.__version__, "matmul_probe_gflops": round(probe, 1), "shapes": shapes}, indent=1))
+                      "torch": torch.__version__, "matmul_probe_gflops": round(probe, 1), "keep_freed_memory": kept,
+                      "shapes": shapes}, indent=1))
 
 
 if __name__ == "__main__":

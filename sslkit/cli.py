@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
-from sslkit import __version__, console
+from sslkit import __version__, console, runtime
 from sslkit.errors import SslkitError
 
 app = typer.Typer(
@@ -66,6 +66,7 @@ def main_options(
 ) -> None:
     """sslkit: profile, init, mi, train, eval, embed, recommend, sweep — see `sslkit COMMAND --help`."""
     console.set_quiet(quiet)
+    runtime.keep_freed_memory()  # the tool owns its process: reuse freed tensor memory (sslkit.runtime)
 
 
 def _config(schema: Path, overrides: Optional[list[str]]) -> Any:

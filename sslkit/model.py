@@ -192,7 +192,7 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))  # into the Linear's fresh output: one buffer less per layer
     return nn.Sequential(*layers)
 
 
