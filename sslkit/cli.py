@@ -179,7 +179,7 @@ def train(
     fraction: Annotated[Optional[float], typer.Option("--fraction", help="Use this share of training pairs.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for init, batches and augmentation.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA only).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA and AMX CPUs).")] = None,
     mi_path: Annotated[Optional[Path], typer.Option("--mi", help="MI JSON from `sslkit mi --out` (else computed).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,

@@ -155,8 +155,8 @@ class Train(_Model):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="Tower math: bf16 autocast or fp32; auto = bf16 on CUDA, fp32 on CPU. bf16 on a CPU "
-                            "with AMX runs wide towers ~1.8x faster.")
+        "auto", description="Tower math: bf16 autocast or fp32; auto = bf16 where the hardware multiplies bf16 "
+                            "(CUDA, CPUs with AMX), fp32 elsewhere.")
     eval_every: int = Field(0, ge=0, description="Validation every N steps; 0 = once per epoch.")
     eval_queries: int = Field(1000, ge=1, description="Test queries sampled for validation recall.")
     log_every: int = Field(20, ge=1, description="Write metrics.jsonl every N steps.")

@@ -2,8 +2,10 @@
 
 A training step allocates and frees the same few megabyte-sized tensors every step. glibc's malloc
 serves blocks of that size with `mmap` or returns them to the kernel when the heap top is freed, so
-every step pays a page fault per 4 KiB to get them back (about 300 faults, 6% of a step on the
-MovieLens-sized benchmark shape). `keep_freed_memory` tells malloc to keep such blocks for reuse.
+a step can pay a page fault per 4 KiB to get them back: up to ~300 faults per step at the
+MovieLens-sized benchmark shape, 3-6% of its time. How many depends on what the process freed
+before (glibc raises its thresholds after large frees), so the gain ranges from that to nothing.
+`keep_freed_memory` tells malloc to keep such blocks for reuse.
 """
 
 from __future__ import annotations

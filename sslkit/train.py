@@ -71,9 +71,21 @@ class Setup:
     bf16: bool = False  # towers under bf16 autocast (train.precision)
 
 
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """train.precision → bf16 autocast? auto = bf16 on CUDA only (CPU results stay fp32 unless asked)."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+def cpu_has_amx_bf16() -> bool:
+    """Does this CPU multiply bf16 in hardware (Intel AMX-BF16)? Read from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def uses_bf16(precision: str, device: torch.device, amx: bool | None = None) -> bool:
+    """train.precision → bf16 autocast? auto = bf16 where the hardware has bf16 matmuls: CUDA, and CPUs
+    with AMX (`amx`, default: this CPU); fp32 elsewhere, where bf16 would be emulated and slower."""
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and (cpu_has_amx_bf16() if amx is None else amx))
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:

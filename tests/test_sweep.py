@@ -152,12 +152,18 @@ def test_ann_settings_name_a_new_cell_only_when_the_sweep_uses_hnsw(data: Path, 
     assert load_sweep(hnsw, overrides=["eval.hnsw.ef=50"]).cells[0].dir != load_sweep(hnsw).cells[0].dir
 
 
-def test_precision_names_a_new_cell_unless_auto(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("amx", [True, False])
+def test_precision_is_hashed_as_what_it_trains_in(data: Path, tmp_path: Path, amx: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto names the cell of the precision it resolves to; fp32 keeps the names from before the setting."""
+    import sslkit.train
+
+    monkeypatch.setattr(sslkit.train, "cpu_has_amx_bf16", lambda: amx)
     spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
-    base = load_sweep(spec).cells[0].dir
-    assert load_sweep(spec, overrides=["train.precision=auto"]).cells[0].dir == base
-    dirs = {load_sweep(spec, overrides=[f"train.precision={p}"]).cells[0].dir for p in ("fp32", "bf16")}
-    assert len(dirs) == 2 and base not in dirs
+    dirs = {p: load_sweep(spec, overrides=["train.device=cpu", f"train.precision={p}"]).cells[0].dir
+            for p in ("auto", "fp32", "bf16")}
+    assert dirs["fp32"] != dirs["bf16"]
+    assert dirs["auto"] == dirs["bf16" if amx else "fp32"]
 
 
 def test_damaged_results_are_evaluated_again(data: Path, tmp_path: Path, runner: CliRunner) -> None:

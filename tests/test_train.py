@@ -122,12 +122,14 @@ def test_summary_validation_is_of_the_final_step(data: Path) -> None:
 def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Path) -> None:
     import json
     from sslkit.train import uses_bf16
-    assert uses_bf16("auto", torch.device("cuda")) and not uses_bf16("auto", torch.device("cpu"))
-    assert uses_bf16("bf16", torch.device("cpu")) and not uses_bf16("fp32", torch.device("cuda"))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert uses_bf16("auto", cuda, amx=False) and uses_bf16("auto", cpu, amx=True)
+    assert not uses_bf16("auto", cpu, amx=False)
+    assert uses_bf16("bf16", cpu, amx=False) and not uses_bf16("fp32", cuda) and not uses_bf16("fp32", cpu, amx=True)
     cfg, store, mi = setup(data, "train.steps=3", "train.precision=bf16")
     a = train(cfg, store, run_dir=data / "bf_a", mi=mi)
     train(cfg, store, run_dir=data / "bf_b", mi=mi)
-    cfg32, _, _ = setup(data, "train.steps=3")
+    cfg32, _, _ = setup(data, "train.steps=3", "train.precision=fp32")
     train(cfg32, store, run_dir=data / "fp", mi=mi)
     wa, wb, w32 = weights(data / "bf_a"), weights(data / "bf_b"), weights(data / "fp")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
