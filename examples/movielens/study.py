@@ -304,7 +304,9 @@ Total time: **{total_s / 60:.1f} min** on this machine, 2 CPU cores, nothing els
 * **Features** (14): id, title tokens, year buckets, decade, genres, actors, directors, writers,
   producers, languages, countries, production companies, content rating, subjects.
 * **Model**: sslkit's defaults (embedding 32, towers [256, 64]), batch 1024, Adagrad, 8 epochs
-  (376 steps); Table 3's runs take the same 376 steps on 10% of the pairs (94 epochs).
+  (376 steps); Table 3's runs take the same 376 steps on 10% of the pairs (94 epochs). Towers in
+  fp32: the specs pin `train.precision: fp32`, so the results do not depend on whether a CPU has AMX
+  (where `auto` means bf16; Table 2 in bf16 is within noise of fp32, see the README).
 * **Seeds**: 5 per cell (tuning: 1). Tables give mean ± std over seeds; Δ is the relative change of
   the seed-mean vs the baseline's, with a bootstrap 95% CI that resamples test queries and seeds.
 * **Evaluation**: exact retrieval over the whole catalog, the query movie excluded; Recall@K and
