@@ -69,10 +69,10 @@ def main_options(
     runtime.keep_freed_memory()  # the tool owns its process: reuse freed tensor memory (sslkit.runtime)
 
 
-def _config(schema: Path, overrides: Optional[list[str]]) -> Any:
+def _config(schema: Path, overrides: Optional[list[str]], flags: Optional[dict[str, str]] = None) -> Any:
     from sslkit.config import load_config
 
-    return load_config(schema, overrides or [])
+    return load_config(schema, overrides or [], flags=flags)
 
 
 def _store(cfg: Any) -> Any:
@@ -193,8 +193,9 @@ def train(
     flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
              "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
              "device": device, "precision": precision, "mi": str(mi_path.resolve()) if mi_path else None}
-    explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
-    cfg = _config(schema, [*(set_ or []), *explicit])
+    given = {k: v for k, v in flags.items() if v is not None}
+    explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in given.items()]
+    cfg = _config(schema, [*(set_ or []), *explicit], flags={_TRAIN_FLAGS[k]: "--" + k.replace("_", "-") for k in given})
     run_dir = out or Path("runs") / f"{cfg.name}-{cfg.ssl.aug}-s{cfg.train.seed}"
     display = console.TrainDisplay()
     try:

@@ -235,8 +235,11 @@ class Config(_Model):
         return self.queries.kind == "item"
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = (), flags: Mapping[str, str] | None = None) -> Config:
     """Read a schema file, apply `--set key=value` overrides, validate.
+
+    `flags` maps the dotted keys that command-line flags set (they travel as overrides) to the flag's
+    name, so an invalid value is reported as, say, ``--precision: train.precision: …``.
 
     Raises:
         ConfigError: unreadable file, bad YAML, unknown or invalid keys (with their YAML path).
@@ -261,18 +264,20 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, overrides)
     raw["base_dir"] = str(path.resolve().parent)
-    return validate(raw, source=str(path), overrides=overrides)
+    return validate(raw, source=str(path), overrides=overrides, flags=flags)
 
 
-def validate(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = ()) -> Config:
-    """Validate a raw mapping into a Config; errors name the YAML path."""
+def validate(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = (),
+             flags: Mapping[str, str] | None = None) -> Config:
+    """Validate a raw mapping into a Config; errors name the YAML path and where the value came from."""
     try:
         return Config.model_validate(dict(raw))
     except ValidationError as e:
         err = e.errors()[0]
         loc = [str(p) for p in err["loc"]]
         dotted = ".".join(loc)
-        origin = "--set" if any(o.split("=", 1)[0].strip() == dotted for o in overrides) else source
+        from_set = any(o.split("=", 1)[0].strip() == dotted for o in overrides)
+        origin = (flags or {}).get(dotted) or ("--set" if from_set else source)
         raise ConfigError(f"{origin}: {dotted or '(top level)'}: {_describe(err, loc)}")
 
 

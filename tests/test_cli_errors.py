@@ -139,9 +139,14 @@ def test_empty_items_file(content: str, data: Path, runner: CliRunner) -> None:
 def test_train_flags_validated(data: Path, runner: CliRunner) -> None:
     code, _, err = run(runner, "train", data / "schema.yaml", "--aug", "cfmm", "--out", data / "r")
     assert code == 2
-    assert "ssl.aug: Input should be 'none', 'fd', 'so', 'cfm'" in one_error_line(err)
+    assert "Error: --aug: ssl.aug: Input should be 'none', 'fd', 'so', 'cfm'" in one_error_line(err)
     code, _, err = run(runner, "train", data / "schema.yaml", "--lr", "-1", "--out", data / "r")
-    assert code == 2 and "train.lr: Input should be greater than 0" in one_error_line(err)
+    assert code == 2 and "Error: --lr: train.lr: Input should be greater than 0" in one_error_line(err)
+    code, _, err = run(runner, "train", data / "schema.yaml", "--batch-size", "1", "--out", data / "r")
+    assert code == 2 and "Error: --batch-size: train.batch_size: Input should be greater" in one_error_line(err)
+    # the same key given by --set is named as --set
+    code, _, err = run(runner, "train", data / "schema.yaml", "--set", "train.lr=-1", "--out", data / "r")
+    assert code == 2 and "Error: --set: train.lr: Input should be greater than 0" in one_error_line(err)
 
 
 def test_resume_without_checkpoint(data: Path, runner: CliRunner) -> None:
