@@ -39,16 +39,31 @@ class Run:
     state: dict[str, Any]
 
     def store(self, log: Any = lambda _: None) -> FeatureStore:
-        """The run's feature store (rebuilt from the schema's data files if not cached)."""
-        from sslkit.store import load_or_build
+        """The run's feature store (rebuilt from the schema's data files if not cached; for a run
+        trained from standard input, the store cached then, found through run.json)."""
+        from sslkit.store import load_or_build, reads_stdin
 
-        store = load_or_build(self.cfg, log=log)
+        store = self._stdin_store(log) if reads_stdin(self.cfg) else load_or_build(self.cfg, log=log)
         for entity, vocabs in self.vocabs.items():
             saved = {f: v.num_embeddings for f, v in vocabs.items()}
             now = {f: v.num_embeddings for f, v in store.vocabs.get(entity, {}).items()}
             if saved != now:
                 raise CheckpointError(f"{self.dir}: the data behind the schema changed since training "
                                       f"({entity} vocabularies differ)", hint="retrain, or restore the original data")
+        return store
+
+
+    def _stdin_store(self, log: Any) -> FeatureStore:
+        from sslkit import store as store_mod
+
+        try:
+            path = Path(io.read_json(self.dir / "run.json")["feature_store"]["path"])
+            store = store_mod.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{self.dir}: trained from standard input, and the feature store cached then "
+                                  f"is gone ({type(e).__name__}: {e})",
+                                  hint="retrain, piping the same data (its store is cached again)")
+        log(f"feature store: cached {path} (the run read standard input)")
         return store
 
 

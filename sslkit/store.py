@@ -65,11 +65,20 @@ class FeatureStore:
 Log = Callable[[str], None]
 
 
-def cache_key(cfg: Config) -> str | None:
-    """Hash of what determines the store; None when reading stdin (not cacheable)."""
+def _schema_hash(cfg: Config) -> "hashlib._Hash":
     h = hashlib.sha256()
     sections = {k: cfg.model_dump(mode="json")[k] for k in ("interactions", "items", "queries", "split")}
     h.update(json.dumps({"v": FORMAT_VERSION, **sections}, sort_keys=True).encode())
+    return h
+
+
+def reads_stdin(cfg: Config) -> bool:
+    return "-" in (cfg.resolve(src) for src in (cfg.interactions.path, cfg.items.path, cfg.queries.path))
+
+
+def cache_key(cfg: Config) -> str | None:
+    """Hash of what determines the store; None when reading stdin (see `content_key`)."""
+    h = _schema_hash(cfg)
     for src in (cfg.interactions.path, cfg.items.path, cfg.queries.path):
         path = cfg.resolve(src)
         if path is None:
@@ -84,8 +93,31 @@ def cache_key(cfg: Config) -> str | None:
     return h.hexdigest()[:20]
 
 
+def content_key(cfg: Config, store: FeatureStore) -> str:
+    """Key of a store built from standard input: its schema sections and its encoded content.
+
+    Input that cannot be read twice is cached under what it encoded to, so a run trained from a
+    pipe can find its store again (`sslkit eval`, `embed`, `recommend`) through its run.json.
+    """
+    h = _schema_hash(cfg)
+    h.update(b"stdin")
+    for table in [store.items] + ([] if store.item_to_item else [store.queries]):
+        h.update("\n".join(map(str, table.ids)).encode())
+        for name in sorted(table.features):
+            h.update(np.ascontiguousarray(table.features[name]).tobytes())
+            h.update(np.ascontiguousarray(table.lengths[name]).tobytes())
+    for split in sorted(store.splits):
+        h.update(np.ascontiguousarray(store.splits[split]).tobytes())
+    h.update(json.dumps({e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()},
+                        sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
 def load_or_build(cfg: Config, *, log: Log = lambda _: None, use_cache: bool = True) -> FeatureStore:
-    """The cached store for this schema and data, built (and cached) when missing."""
+    """The cached store for this schema and data, built (and cached) when missing.
+
+    A store built from standard input is always built, then cached under its `content_key`.
+    """
     key = cache_key(cfg) if use_cache else None
     root = Path(cfg.resolve(cfg.cache_dir or ".sslkit-cache") or ".sslkit-cache")
     if key and (root / key / "meta.json").exists():
@@ -96,6 +128,11 @@ def load_or_build(cfg: Config, *, log: Log = lambda _: None, use_cache: bool = T
         except (OSError, ValueError, KeyError) as e:
             log(f"feature store cache {root / key} unreadable ({e}); rebuilding")
     store = build(cfg, log=log)
+    if use_cache and key is None:  # standard input
+        key = content_key(cfg, store)
+        if (root / key / "meta.json").exists():  # the same input piped before: keep that copy
+            store.key, store.path = key, root / key
+            return store
     if key:
         store.key = key
         save(store, root / key)

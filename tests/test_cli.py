@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -250,3 +251,28 @@ def test_item_to_item_queries_use_the_query_tower_in_embed_and_recommend(trained
     assert r.exit_code == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["query"] == "i000001" and got["items"][:3] == expected[:3]  # HNSW: the top ranks agree
+
+
+def test_run_trained_from_stdin_is_evaluated_later(data: Path, runner: CliRunner) -> None:
+    """A pipe cannot be read twice: the store is cached under its content and found via run.json."""
+    schema = data / "schema.yaml"
+    schema.write_text(schema.read_text().replace("path: data/pairs.csv", 'path: "-"'))
+    pairs = (data / "data/pairs.csv").read_text()
+    out = data / "piped"
+    r = runner.invoke(app, ["-q", "train", str(schema), "--steps", "3", "--batch-size", "256", "--out", str(out),
+                            "--json"], input=pairs)
+    assert r.exit_code == 0, r.output
+    cached = json.loads((out / "run.json").read_text())["feature_store"]["path"]
+    assert cached and (Path(cached) / "meta.json").exists()
+    trained = json.loads(r.stdout)["val_recall@50"]
+    r = runner.invoke(app, ["-q", "eval", str(out), "--json"])  # no input: must not read stdin again
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["runs"][0]["metrics"]["recall@50"] == pytest.approx(trained)
+    # the same bytes piped again reuse that store (same content key)
+    r = runner.invoke(app, ["-q", "train", str(schema), "--steps", "3", "--batch-size", "256", "--out",
+                            str(data / "again"), "--json"], input=pairs)
+    assert json.loads((data / "again/run.json").read_text())["feature_store"]["path"] == cached
+    shutil.rmtree(cached)
+    r = runner.invoke(app, ["-q", "eval", str(out)])
+    assert r.exit_code == 1
+    assert "trained from standard input, and the feature store cached then is gone" in r.output
