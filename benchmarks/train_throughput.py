@@ -133,7 +133,8 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float, pre
     fpe = flops_per_example(setup)
     return {"shape": name, "items": store.items.rows, "train_pairs": len(store.splits["train"]),
             "item_features": names, "batch_size": cfg.train.batch_size, "hidden": cfg.model.hidden,
-            "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision, "steps": steps,
+            "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision,
+            "towers_in": "bf16" if setup.bf16 else "fp32", "steps": steps,
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
             "page_faults_per_step": round(statistics.median(f for _, f in runs), 1),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
