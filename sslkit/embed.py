@@ -52,7 +52,6 @@ class Run:
                                       f"({entity} vocabularies differ)", hint="retrain, or restore the original data")
         return store
 
-
     def _stdin_store(self, log: Any) -> FeatureStore:
         from sslkit import store as store_mod
 

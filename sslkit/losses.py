@@ -52,8 +52,8 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
 class _DiagonalSoftmaxCE(torch.autograd.Function):
     """``mean_i −log softmax(a @ b.T / tau − log_q)[i, i]`` with masked entries, and its gradient.
 
-    The same value as ``cross_entropy(similarity_logits(a, b) − log_q masked, arange)``, in fewer
-    and cheaper kernels, which is what decides a small model's step time: 1/tau rides in the matmul's
+    The same value as autograd's ``cross_entropy((a @ b.T / tau − log_q).masked_fill(mask, −1e9),
+    arange(B))`` (the tests hold them equal, gradients included), in fewer and cheaper kernels, which is what decides a small model's step time: 1/tau rides in the matmul's
     ``alpha`` and −log_q in its bias (one ``addmm``), and the mask is filled in place. The backward
     is the softmax's closed form, ``dL/dlogits = (softmax − I) / B``, from the saved log-softmax in
     one ``exp``: masked entries get exactly 0, so no mask pass, and the scale ``g / (B·tau)`` is

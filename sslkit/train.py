@@ -8,6 +8,7 @@ caller (the CLI's signal handler) end it cleanly with a checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -71,6 +72,7 @@ class Setup:
     bf16: bool = False  # towers under bf16 autocast (train.precision)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_amx_bf16() -> bool:
     """Does this CPU multiply bf16 in hardware (Intel AMX-BF16)? Read from /proc/cpuinfo (Linux)."""
     try:
