@@ -72,7 +72,8 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torc
             opt.load_state_dict(opt_state)
     except (ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"{run_dir}: optimizer state does not match ({e})",
-                              hint="resume with the same --optimizer")
+                              hint="resume with the same --optimizer and sslkit version that wrote it, "
+                                   "or train into a new --out")
     return state["progress"]
 
 

@@ -154,6 +154,18 @@ def test_resume_without_checkpoint(data: Path, runner: CliRunner) -> None:
     assert code == 1 and "nothing to resume (no checkpoint.pt) — drop --resume" in one_error_line(err)
 
 
+def test_resume_with_another_optimizer(data: Path, runner: CliRunner) -> None:
+    out = data / "r"
+    code, _, err = run(runner, "train", data / "schema.yaml", "--steps", "2", "--batch-size", "256", "--out", out)
+    assert code == 0, err
+    before = (out / "checkpoint.pt").read_bytes()
+    code, _, err = run(runner, "train", data / "schema.yaml", "--steps", "4", "--batch-size", "256", "--out", out,
+                       "--resume", "--optimizer", "adam")
+    assert code == 1
+    assert "optimizer state does not match" in one_error_line(err) and "same --optimizer" in one_error_line(err)
+    assert (out / "checkpoint.pt").read_bytes() == before  # the run is left as it was
+
+
 def test_eval_unknown_run_dir(tmp_path: Path, runner: CliRunner) -> None:
     code, _, err = run(runner, "eval", tmp_path / "missing")
     assert code == 1 and "run directory not found" in one_error_line(err)
