@@ -18,7 +18,6 @@ go to stderr.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import statistics
@@ -29,21 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from synthetic import generator  # noqa: E402
 from sslkit import store as store_mod  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
 
 
 def log(msg: str) -> None:
     print(f"[bench preprocess] {msg}", file=sys.stderr, flush=True)
-
-
-def generator():
-    spec = importlib.util.spec_from_file_location("gen", ROOT / "examples/synthetic/generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
 
 
 def dir_bytes(path: Path) -> int:

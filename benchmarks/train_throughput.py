@@ -20,7 +20,6 @@ the benchmark keeps freed memory for reuse (`sslkit.runtime`); `--system-malloc`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import statistics
@@ -31,9 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
+from synthetic import generator  # noqa: E402
 from sslkit import runtime  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
 from sslkit.store import load_or_build  # noqa: E402
@@ -61,14 +62,6 @@ SHAPES = {
                    sets=["model.hidden=[256,64]", "model.embedding_dim=32", "train.batch_size=512",
                          "ssl.aug=cfm", "ssl.alpha=0.3"]),
 }
-
-
-def generator():
-    spec = importlib.util.spec_from_file_location("gen", ROOT / "examples/synthetic/generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen"] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
 
 
 def matmul_probe(seconds: float = 2.0) -> float:
