@@ -86,7 +86,7 @@ def load_state(model: torch.nn.Module, weights: dict[str, Any], run_dir: Path) -
                               hint="the schema or model settings changed since training")
 
 
-def run_metadata(store: Any, argv: list[str] | None, device: torch.device) -> dict[str, Any]:
+def run_metadata(store: Any, argv: list[str] | None, device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     """Provenance written into every run directory."""
     import numpy
     import polars
@@ -94,6 +94,6 @@ def run_metadata(store: Any, argv: list[str] | None, device: torch.device) -> di
 
     return {"argv": argv or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "feature_store": {"key": store.key, "path": str(store.path) if store.path else None},
-            "device": str(device), "python": platform.python_version(),
+            "device": str(device), "precision": precision, "python": platform.python_version(),
             "versions": {"sslkit": __version__, "torch": torch.__version__, "polars": polars.__version__,
                          "numpy": numpy.__version__, "pydantic": pydantic.__version__}}

@@ -130,7 +130,8 @@ class TrainDisplay:
         if quiet():
             return
         if kind == "start":
-            log(f"training on {p['device']}: {p['parameters']:,} parameters, {p['total_steps']:,} steps "
+            log(f"training on {p['device']} ({p.get('precision', 'fp32')}): {p['parameters']:,} parameters, "
+                f"{p['total_steps']:,} steps "
                 f"({p['steps_per_epoch']:,} per epoch)")
             if show_progress():
                 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

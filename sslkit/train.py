@@ -254,12 +254,14 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     io.write_json(run_dir / "config.json", dump_config(cfg))
-    io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device))
+    precision = "bf16" if s.bf16 else "fp32"  # what train.precision resolved to here
+    io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device, precision))
     io.write_json(run_dir / "vocabs.json", {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()})
     if mi:
         io.write_json(run_dir / "mi.json", mi)
     val = validation_set(store, cfg)
     on_event("start", {"total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "device": str(s.device),
+                       "precision": precision,
                        "step": step, "parameters": sum(p.numel() for p in s.model.parameters())})
     batch = min(cfg.train.batch_size, len(s.train_pairs))
     validation: dict[str, float] = {}

@@ -136,3 +136,5 @@ def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Pat
     assert not all(torch.equal(wa[k], w32[k]) for k in wa)
     assert all(torch.isfinite(v).all() for v in wa.values() if v.is_floating_point())
     assert a.validation and json.loads((data / "bf_a/config.json").read_text())["train"]["precision"] == "bf16"
+    # run.json says what the run trained in (config.json may say auto)
+    assert [json.loads((data / r / "run.json").read_text())["precision"] for r in ("bf_a", "fp")] == ["bf16", "fp32"]
