@@ -12,9 +12,11 @@ of the matmul-bound limit each shape reaches (model FLOPs per example counted an
     python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads 2] [--shape wikipedia,ml100k]
         [--precision auto|fp32|bf16] [--system-malloc]
 
-`--precision bf16` runs the towers under bf16 autocast (`train.precision`); on a CPU with AMX that
-is where most of the wide shape's time goes. The matmul probe stays fp32. Like the `sslkit` command,
-the benchmark keeps freed memory for reuse (`sslkit.runtime`); `--system-malloc` measures without.
+`--precision` is `train.precision`: `auto` (the default, as in `sslkit train`) runs the towers under
+bf16 autocast on a CPU with AMX and in fp32 elsewhere; `towers_in` in the output says which. The
+matmul probe stays fp32. Like the `sslkit` command, the benchmark keeps freed memory for reuse
+(`sslkit.runtime`); `--system-malloc` measures without. (The probe's large buffers already raise
+glibc's own thresholds, so in this process the difference is small; `page_faults_per_step` shows it.)
 """
 
 from __future__ import annotations
