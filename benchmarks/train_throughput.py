@@ -40,7 +40,7 @@ from synthetic import generator  # noqa: E402
 from sslkit import runtime  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
 from sslkit.store import load_or_build  # noqa: E402
-from sslkit.train import build_setup, train_step, training_mi  # noqa: E402
+from sslkit.train import build_setup, num_views, train_step, training_mi  # noqa: E402
 
 ML_SCHEMA = """
 name: ml100k-shape
@@ -85,7 +85,7 @@ def flops_per_example(setup) -> float:
     m, cfg = setup.model, setup.cfg
     b = min(cfg.train.batch_size, len(setup.train_pairs))
     bs = cfg.ssl.batch_size or b
-    views = 2 if cfg.ssl.aug not in ("none", "fd", "so") else (1 if cfg.ssl.aug == "so" else 0)
+    views = num_views(cfg.ssl.aug)
     d = m.output_dim
     per_batch = 3 * (b * tower(m.query_mlp) + (b + views * bs) * tower(m.item_mlp))
     per_batch += 3 * 2 * b * b * d + (3 * 2 * bs * bs * d if views else 0)  # logits matmuls

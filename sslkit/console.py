@@ -130,9 +130,8 @@ class TrainDisplay:
         if quiet():
             return
         if kind == "start":
-            log(f"training on {p['device']} ({p.get('precision', 'fp32')}): {p['parameters']:,} parameters, "
-                f"{p['total_steps']:,} steps "
-                f"({p['steps_per_epoch']:,} per epoch)")
+            log(f"training on {p['device']} ({p['precision']}): {p['parameters']:,} parameters, "
+                f"{p['total_steps']:,} steps ({p['steps_per_epoch']:,} per epoch)")
             if show_progress():
                 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -210,12 +209,15 @@ def render_sweep(summary: dict[str, Any]) -> None:
     if not groups:
         return
     names = list(groups[0]["metrics"])
+    baselines = {g.get("baseline") for g in groups}
     rows = []
     for g in groups:
         cells = [f"{g['metrics'][m]['mean']:.4f} ± {g['metrics'][m]['std']:.4f}" for m in names]
         vs = g.get("vs_baseline")
-        rel = [f"{vs[m]['relative']:+.1%} [{vs[m]['low']:+.1%}, {vs[m]['high']:+.1%}]" if vs else "baseline"
-               if g.get("group") in {x.get("baseline") for x in groups} else "-" for m in names]
+        if vs:
+            rel = [f"{vs[m]['relative']:+.1%} [{vs[m]['low']:+.1%}, {vs[m]['high']:+.1%}]" for m in names]
+        else:
+            rel = ["baseline" if g["group"] in baselines else "-"] * len(names)
         rows.append([g["group"], g["seeds"], *cells, *rel])
     out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells (mean ± std over seeds; "
                     "vs baseline: bootstrap 95% CI over queries and seeds)",

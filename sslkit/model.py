@@ -55,14 +55,6 @@ class Layout:
     def starts(self) -> list[int]:
         return list(np.cumsum([0, *self.lengths[:-1]]))
 
-    def multi_columns(self) -> Tensor:
-        """Bool (S,): columns of multi-valued features (targets of value dropout)."""
-        return torch.tensor([length > 1 for length in self.lengths for _ in range(length)], dtype=torch.bool)
-
-    def column_feature(self) -> Tensor:
-        """Long (S,): the feature index of each column."""
-        return torch.tensor([f for f, length in enumerate(self.lengths) for _ in range(length)])
-
     @property
     def default_ids(self) -> tuple[int, ...]:
         """The table row of each feature's default embedding."""

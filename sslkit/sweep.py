@@ -104,6 +104,8 @@ def _fmt(v: Any) -> str:
 
 def config_hash(cfg: Config) -> str:
     """Hash of everything that changes a run's result (not where the schema file lives)."""
+    from sslkit.train import training_precision  # torch: imported only where cells are named
+
     data = {k: v for k, v in dump_config(cfg).items() if k not in ("base_dir", "cache_dir")}
     data["train"] = {k: v for k, v in data["train"].items() if k not in ("log_every", "device")}
     if training_precision(cfg) == "fp32":  # as cells were named before the setting existed
@@ -113,16 +115,6 @@ def config_hash(cfg: Config) -> str:
     if data["eval"]["index"] == "exact":  # ANN settings cannot change an exact evaluation
         data["eval"] = {k: v for k, v in data["eval"].items() if k not in ("hnsw", "ann_queries")}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def training_precision(cfg: Config) -> str:
-    """"fp32" or "bf16": what `train.precision` means for a run of `cfg` on this machine."""
-    import torch
-
-    from sslkit.train import uses_bf16
-
-    cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
-    return "bf16" if uses_bf16(cfg.train.precision, torch.device("cuda" if cuda else "cpu")) else "fp32"
 
 
 def cell_dirname(cfg: Config) -> str:

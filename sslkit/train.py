@@ -46,7 +46,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available", hint="use --device cpu or auto")
+        raise TrainingError("train.device=cuda (--device cuda): no CUDA device is available",
+                            hint="use --device cpu or auto")
     return torch.device(name)
 
 
@@ -63,12 +64,11 @@ class Setup:
     train_pairs: torch.Tensor  # long (n, 2) on device
     log_q: torch.Tensor | None  # float (items,) log sampling frequency
     ssl_cdf: torch.Tensor | None  # popularity sampling CDF (items,)
-    multi_cols: torch.Tensor  # bool (S,) columns of multi-valued item features
     mask_table: torch.Tensor | None  # bool (F, F) CFM masking sets
     mask_size: int
     steps_per_epoch: int
     total_steps: int
-    columns: augment.FusedColumns | None = None  # item id layout on the device (masking, dropout)
+    columns: augment.FusedColumns  # item id layout on the device (masking, dropout)
     bf16: bool = False  # towers under bf16 autocast (train.precision)
 
 
@@ -88,6 +88,11 @@ def uses_bf16(precision: str, device: torch.device, amx: bool | None = None) -> 
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda" or (device.type == "cpu" and (cpu_has_amx_bf16() if amx is None else amx))
+
+
+def training_precision(cfg: Config) -> str:
+    """"fp32" or "bf16": what `train.precision` means for a run of `cfg` on this machine."""
+    return "bf16" if uses_bf16(cfg.train.precision, resolve_device(cfg.train.device)) else "fp32"
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
@@ -116,7 +121,7 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
         _dense_gradients_for_small_tables(model, cfg, batch)
     return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
                  queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
-                 multi_cols=item_layout.multi_columns().to(device), mask_table=table, mask_size=mask_size,
+                 mask_table=table, mask_size=mask_size,
                  steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device),
                  bf16=uses_bf16(cfg.train.precision, device))
 
@@ -127,8 +132,7 @@ def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) 
     Adagrad leaves rows with a zero gradient unchanged, so a dense update is the same update; it
     just costs O(rows) instead of sorting and merging the step's (more numerous) sparse entries.
     """
-    views = {"none": 0, "fd": 0, "so": 1}.get(cfg.ssl.aug, 2)
-    item_rows = batch + views * (cfg.ssl.batch_size or batch)
+    item_rows = batch + num_views(cfg.ssl.aug) * (cfg.ssl.batch_size or batch)
     lookups = {id(model.item_embedding): item_rows * model.item_embedding.layout.width}
     q = model.query_embedding
     lookups[id(q)] = lookups.get(id(q), 0) + batch * q.layout.width
@@ -162,23 +166,21 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
     """
     cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
     pairs = s.train_pairs.index_select(0, rows)
-    b, n_views = len(rows), _num_views(aug)
+    b, n_views = len(rows), num_views(aug)
+    bs = (cfg.ssl.batch_size or b) if n_views else 0  # SSL batch
     q_ids, q_dense = s.queries.gather(pairs[:, 0])
     item_rows = pairs[:, 1]
     if n_views:
-        ssl_rows = _sample_items(s, cfg.ssl.batch_size or b, gen)
-        item_rows = torch.cat([item_rows, *[ssl_rows] * n_views])
+        item_rows = torch.cat([item_rows, *[_sample_items(s, bs, gen)] * n_views])
     ids, dense = s.items.gather(item_rows)  # (B + views·Bs, S): fresh tensors, rewritten in place below
-    columns = s.columns or s.model.item_embedding.layout.columns(dev)
     if aug == "fd":
-        mask = augment.feature_dropout_mask(b, len(columns.lengths), cfg.ssl.dropout, generator=gen).to(dev)
-        ids[:b] = augment.with_defaults(ids[:b], mask, columns)
+        mask = augment.feature_dropout_mask(b, len(s.columns.lengths), cfg.ssl.dropout, generator=gen).to(dev)
+        ids[:b] = augment.with_defaults(ids[:b], mask, s.columns)
     elif n_views == 2:
-        ids[b:] = _views(s, ids[b:b + len(ssl_rows)], gen).flatten(0, 1)
+        ids[b:] = _views(s, ids[b:b + bs], gen).flatten(0, 1)
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=s.bf16):
         q = s.model.query_vectors(q_ids, q_dense)
         v_all = s.model.item_vectors(ids, dense)
-    bs = (len(item_rows) - b) // max(n_views, 1)  # SSL batch
     v, *views = v_all.split([b] + [bs] * n_views)  # a split, not slices: its backward is one cat
     log_q = s.log_q.index_select(0, pairs[:, 1]) if s.log_q is not None else None
     main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
@@ -213,7 +215,7 @@ def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(s.ssl_cdf, u).clamp_max(n_items - 1)
 
 
-def _num_views(aug: str) -> int:
+def num_views(aug: str) -> int:
     """Item-tower passes of the SSL task per SSL item: 0 (no SSL), 1 (`so`), 2 (two views)."""
     return 0 if not augment.uses_ssl(aug) else 1 if aug == "so" else 2
 
@@ -223,9 +225,8 @@ def _views(s: Setup, ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     aug = s.cfg.ssl.aug
     if aug in ("cfm", "cfm_no_dropout") and s.mask_table is None:
         raise TrainingError("CFM needs mutual information; none was computed")
-    return augment.fused_views(ids, s.columns or s.model.item_embedding.layout.columns(s.device), aug=aug,
-                               generator=gen, mask_table=s.mask_table, mask_size=s.mask_size,
-                               dropout=s.cfg.ssl.dropout)
+    return augment.fused_views(ids, s.columns, aug=aug, generator=gen, mask_table=s.mask_table,
+                               mask_size=s.mask_size, dropout=s.cfg.ssl.dropout)
 
 
 def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any] | None = None,

@@ -177,3 +177,10 @@ def test_corrupt_checkpoint(tmp_path: Path, runner: CliRunner) -> None:
     for cmd in ("eval", "embed"):
         code, _, err = run(runner, cmd, tmp_path / "run")
         assert code == 1 and "cannot read checkpoint (" in one_error_line(err)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(data: Path, runner: CliRunner) -> None:
+    code, _, err = run(runner, "train", data / "schema.yaml", "--device", "cuda", "--out", data / "r")
+    assert code == 1 and "train.device=cuda (--device cuda): no CUDA device is available" in one_error_line(err)
+    assert not (data / "r" / "checkpoint.pt").exists()
