@@ -8,11 +8,17 @@ Ctrl-C exits 130. torch and hnswlib are imported inside commands so `sslkit --he
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
+
+try:  # typer ≥ 0.20 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[no-redef]
 
 from sslkit import __version__, console, runtime
 from sslkit.errors import SslkitError
@@ -34,23 +40,71 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to 
 
 
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one stderr line and the contract's exit code."""
+    """The one error boundary: anything a user or the machine causes ends as one `Error:` line.
+
+    SslkitError → its exit code (2 config/usage, 1 otherwise); Ctrl-C → 130; disk full, read-only
+    or unwritable paths, out of memory → 1 with the fix. An unexpected exception is a bug: one line
+    that says so (SSLKIT_DEBUG=1 shows the traceback).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
         except SslkitError as e:
-            console.error(e.line())
-            raise typer.Exit(e.exit_code)
+            _fail(e.line(), e.exit_code)
         except KeyboardInterrupt:
-            console.error("interrupted")
-            raise typer.Exit(130)
+            _fail("interrupted", 130)
         except BrokenPipeError:
-            sys.stderr.close()  # downstream closed the pipe (`| head`): not an error
-            raise typer.Exit(0)
+            _stdout_closed()
+            raise typer.Exit(0)  # downstream closed the pipe (`| head`): not an error
+        except OSError as e:
+            from sslkit.io import os_error
+
+            err = os_error(e)
+            _fail(err.line(), err.exit_code)
+        except (MemoryError, RecursionError) as e:
+            _fail(_resource_line(e), 1)
+        except Exception as e:
+            if _out_of_memory(e):
+                _fail(_resource_line(e), 1)
+            if os.environ.get("SSLKIT_DEBUG"):
+                raise
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            _fail(f"internal error ({type(e).__name__}: {first}) — this is a bug in sslkit; "
+                  "rerun with SSLKIT_DEBUG=1 for the traceback and report it", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, code: int) -> None:
+    text = " ".join(message.split())  # one line, whatever the message held
+    console.error(text if len(text) <= 2000 else text[:2000] + "…")
+    raise typer.Exit(code)
+
+
+def _stdout_closed() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return type(e).__name__ == "OutOfMemoryError" or (
+        isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()))
+
+
+def _resource_line(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "the input is nested too deeply to process — simplify it"
+    return ("out of memory — use smaller settings (model.hidden, model.embedding_dim, --batch-size) "
+            "or a machine with more memory")
 
 
 def _version(value: bool) -> None:
@@ -101,7 +155,8 @@ def profile(
 
     cfg = _config(schema, set_)
     store = _store(cfg)
-    result = run_profile(store, ks=tuple(cfg.eval.k), head_fraction=cfg.eval.head_fraction)
+    result = run_profile(store, ks=tuple(cfg.eval.k), head_fraction=cfg.eval.head_fraction,
+                         exclude_seen=cfg.eval.exclude_seen)
     if plot:
         plot_popularity(store, str(plot))
         console.log(f"wrote {plot}")
@@ -228,6 +283,7 @@ def eval_(
     exclude_seen: Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Drop each query's training positives.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Queries per retrieval block.")] = None,
     ann_queries: Annotated[Optional[int], typer.Option("--ann-queries", min=1, help="hnsw: queries sampled to measure ANN recall vs exact [eval.ann_queries].")] = None,
+    split: Annotated[str, typer.Option("--split", help="test (the final table) | validation (tuning: the pairs train validates on).")] = "test",
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@K / MAP@K over the whole catalog, head/tail/cold slices, TopPopular, comparisons."""
@@ -236,12 +292,14 @@ def eval_(
     ks = _parse_ks(k)
     if index not in (None, "exact", "hnsw"):
         raise typer.BadParameter("use exact or hnsw", param_hint="--index")
+    if split not in ("test", "validation"):
+        raise typer.BadParameter("use test or validation", param_hint="--split")
     paths = list(dict.fromkeys([*runs, *([baseline] if baseline else [])]))
     results = []
     for path in paths:
         console.log(f"evaluating {path}")
         results.append(evaluate_run(path, ks=ks, index=index, exclude_seen=exclude_seen, batch_size=batch_size,
-                                    ann_queries=ann_queries, log=console.log))
+                                    ann_queries=ann_queries, log=console.log, split=split))
     base = results[paths.index(baseline)] if baseline else None
     comparison = compare(results, base)
     if json_out:

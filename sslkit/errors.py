@@ -42,3 +42,15 @@ class CheckpointError(SslkitError):
 
 class TrainingError(SslkitError):
     """Training could not continue (e.g. a non-finite loss)."""
+
+
+class LockedError(SslkitError):
+    """Another sslkit process is writing the same run directory."""
+
+
+class DataChangedError(CheckpointError):
+    """The data behind a run is not the data it was trained on (see `sslkit.store.fingerprint`)."""
+
+
+class ResourceError(SslkitError):
+    """The machine ran out of something: disk space, memory, permission to write."""

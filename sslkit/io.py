@@ -5,18 +5,21 @@ No torch here. Every error names the file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
+import hashlib
 import io
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import polars as pl
 
-from sslkit.errors import DataError
+from sslkit.errors import DataError, LockedError, ResourceError
 
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
@@ -135,3 +138,77 @@ def _json_default(o: Any) -> Any:
 def read_json(path: str | Path) -> Any:
     with open(path) as fh:
         return json.load(fh)
+
+
+def digest_bytes(data: bytes | memoryview) -> str:
+    """Checksum of bytes (blake2b, 128-bit): cheap enough to verify every file sslkit trusts."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def digest_file(path: str | Path) -> str:
+    """blake2b checksum of a file's bytes, read in 8 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def dir_lock(path: str | Path, *, what: str = "run directory", wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path/.lock` (created, with `path`, when missing).
+
+    The kernel drops the lock when the process ends, also on kill -9, so a crashed writer never
+    leaves a stale lock. With `wait`, block until the holder finishes (cache builds); else raise.
+    A directory this call created is removed again if the body fails and left nothing but the lock.
+
+    Raises:
+        LockedError: another process holds the lock (and `wait` is false).
+    """
+    import fcntl
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    ok = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise LockedError(f"{path}: another sslkit process (pid {holder}) is writing this {what}",
+                              hint="wait for it to finish, or use another --out")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+        ok = True
+    finally:
+        if created and not ok and {p.name for p in path.iterdir()} <= {LOCK_FILE}:
+            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        os.close(fd)  # releases the flock
+
+
+def os_error(e: OSError, *, doing: str = "") -> ResourceError | DataError:
+    """One user-facing line for an OSError the machine caused (disk full, read-only, permissions)."""
+    where = e.filename or "a file"
+    what = f" while {doing}" if doing else ""
+    if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        return ResourceError(f"{where}: no space left on the device{what}",
+                             hint="free disk space (or point --out / cache_dir elsewhere) and rerun; "
+                                  "nothing half-written was kept")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ResourceError(f"{where}: {e.strerror.lower() if e.strerror else 'not writable'}{what}",
+                             hint="make it writable, or write elsewhere (--out, cache_dir)")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return DataError(f"{where}: {e.strerror or 'not a directory'}{what}",
+                         hint="a path component is a file; choose another path")
+    if e.errno == errno.ENAMETOOLONG:
+        return DataError(f"{str(where)[:80]}…: file name too long", hint="use a shorter name or --out")
+    return ResourceError(f"{where}: {e.strerror or type(e).__name__}{what}")
