@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sslkit.errors import ConfigError
 
@@ -27,7 +27,7 @@ _DEFAULT_MAX_LEN = {"categorical": 1, "numeric": 1, "multi_categorical": 16, "te
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # lr: .inf is a typo, not a setting
 
 
 class Feature(_Model):
@@ -49,6 +49,8 @@ class Feature(_Model):
     @model_validator(mode="after")
     def _options_match_type(self) -> "Feature":
         t = self.type
+        if self.separator == "":
+            raise ValueError("'separator' must not be empty (omit it for list columns)")
         if self.separator is not None and t != "multi_categorical":
             raise ValueError(f"'separator' only applies to type multi_categorical, not {t}")
         if self.ngrams != [1] and t != "text":
@@ -68,17 +70,110 @@ class Feature(_Model):
         return self.max_len or _DEFAULT_MAX_LEN[self.type]
 
 
+Columns = str | list[str]  # one column, or several that together form an id (a composite key)
+Aggregation = Literal["error", "first", "last", "mode", "min", "max", "mean"]
+
+
+def id_column(columns: Columns) -> str:
+    """The column name an id has in sslkit's frames: the column itself, or 'a+b' for a composite key."""
+    return columns if isinstance(columns, str) else "+".join(columns)
+
+
+def _check_columns(value: Columns | None, key: str) -> None:
+    if isinstance(value, list) and (len(value) < 2 or len(set(value)) < len(value)):
+        raise ValueError(f"'{key}' as a list is a composite key: give two or more distinct columns "
+                         "(or one column name as a string)")
+
+
+class PairRule(_Model):
+    """Item-to-item pairs built from an event log (one row per event), within groups."""
+
+    rule: Literal["next", "co_occurrence"] = Field(
+        description="next: each event's item → the item of the following event(s) in its group, ordered by "
+                    "interactions.time; co_occurrence: every two distinct items of a group, both directions.")
+    group: Columns = Field(description="Column(s) whose value is one timeline or basket: user, session, order.")
+    window: int = Field(1, ge=1, description="next: pair each event with the next `window` events of its group.")
+    max_seconds: float | None = Field(
+        None, gt=0, description="next: only targets at most this many seconds after the seed (needs time).")
+    tie_break: list[str] = Field(
+        default_factory=list, description="Columns that order events with the same time (else file order).")
+    max_items: int = Field(
+        50, ge=2, description="co_occurrence: distinct items used per group (the first in time order); a "
+                              "bigger group is capped, counted and reported, so it adds at most n·(n−1) pairs.")
+
+    @model_validator(mode="after")
+    def _options_match_rule(self) -> "PairRule":
+        _check_columns(self.group, "group")
+        given = self.model_fields_set
+        if self.rule == "co_occurrence" and given & {"window", "max_seconds"}:
+            raise ValueError("'window' and 'max_seconds' apply to rule next, not co_occurrence")
+        if self.rule == "next" and "max_items" in given:
+            raise ValueError("'max_items' applies to rule co_occurrence (next adds at most `window` pairs per event)")
+        return self
+
+
 class Interactions(_Model):
-    """Positive (query, item) pairs: a click, a co-view, an install."""
+    """Positive (query, item) pairs: a click, a co-view, an install — or an event log they are built from."""
 
     path: str = Field(description="CSV / Parquet / NDJSON file, a glob, or '-' for stdin.")
     format: FileFormat | None = Field(None, description="Inferred from the extension when omitted.")
-    query: str = Field(description="Column holding the query id (an item id in item-to-item mode).")
-    item: str = Field(description="Column holding the item id.")
-    time: str | None = Field(None, description="Optional time column (split.method: time).")
+    query: Columns | None = Field(
+        None, description="Column holding the query id (an item id in item-to-item mode); a list of columns "
+                          "is a composite key. Omitted when `pairs` builds the pairs.")
+    item: Columns = Field(description="Column holding the item id; a list of columns is a composite key.")
+    time: str | None = Field(None, description="Optional time column (split.method: time, pairs.rule: next).")
+    time_from: list[str] | None = Field(
+        None, min_length=1, description="Build the `time` column from these columns, joined with a space.")
+    time_format: str | None = Field(
+        None, description="Parse `time` from text with this strptime format, e.g. '%Y-%m-%d %H:%M:%S'.")
+    where: str | None = Field(
+        None, description="Keep only the rows where this Polars SQL condition holds, e.g. 'rating >= 4'.")
+    pairs: PairRule | None = Field(None, description="Build item-to-item pairs from an event log (rule, group).")
     on_unknown_item: Literal["drop", "error"] = Field(
         "drop", description="Pairs whose item (or item query) is not in the catalog: drop or error."
     )
+
+    @model_validator(mode="after")
+    def _log_options(self) -> "Interactions":
+        _check_columns(self.item, "item")
+        _check_columns(self.query, "query")
+        if self.pairs is None and self.query is None:
+            raise ValueError("'query' is required (or 'pairs', to build item-to-item pairs from an event log)")
+        if self.pairs is not None and self.query is not None:
+            raise ValueError("'pairs' builds the query of every pair from the log; drop 'query'")
+        if (self.time_from or self.time_format) and not self.time:
+            raise ValueError("'time_from' and 'time_format' need 'time' (the name of the time column)")
+        if self.time_format is not None and "%" not in self.time_format:
+            raise ValueError(f"'time_format' {self.time_format!r} has no %-directive, e.g. '%Y-%m-%d'")
+        if self.pairs and not self.time and (self.pairs.max_seconds or self.pairs.rule == "next"):
+            raise ValueError(f"pairs.rule: {self.pairs.rule} orders events by time: set 'time' (the time column)")
+        return self
+
+    @field_validator("where")
+    @classmethod
+    def _where_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_where(value)
+        return value
+
+    def item_column(self) -> str:
+        """The item id column of the pairs (composite keys joined)."""
+        return id_column(self.item)
+
+    def query_column(self) -> str:
+        """The query id column of the pairs; `query_<item>` when `pairs` builds them from a log."""
+        return id_column(self.query) if self.query is not None else f"query_{self.item_column()}"
+
+
+def _parse_where(text: str) -> Any:
+    """`interactions.where` as a Polars expression (Polars' SQL parser; never Python eval)."""
+    import polars as pl
+
+    try:
+        return pl.sql_expr(text)
+    except Exception as e:  # polars raises SQLInterfaceError / SQLSyntaxError, which vary by version
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"not a valid Polars SQL condition ({first}), e.g. \"rating >= 4 AND event = 'buy'\"")
 
 
 class Items(_Model):
@@ -86,8 +181,18 @@ class Items(_Model):
 
     path: str | None = Field(None, description="Items file; omit to read features from interaction rows.")
     format: FileFormat | None = None
-    id: str | None = Field(None, description="Id column; defaults to interactions.item.")
+    id: Columns | None = Field(None, description="Id column (a list: composite key); defaults to interactions.item.")
+    id_separator: str = Field("|", min_length=1, description="Joins the columns of a composite id: 'Margherita|L'.")
     features: dict[str, Feature] = Field(description="Item features by name.", min_length=1)
+    aggregate: Aggregation | dict[str, Aggregation] = Field(
+        "error", description="No items file: how a feature that varies within one item id becomes one value — "
+                             "error (names the id) | first | last | mode, or per feature (also min, max, mean).")
+
+    @model_validator(mode="after")
+    def _items_keys(self) -> "Items":
+        _check_columns(self.id, "id")
+        _check_aggregate(self.aggregate, self.features)
+        return self
 
 
 class Queries(_Model):
@@ -98,11 +203,18 @@ class Queries(_Model):
     )
     path: str | None = Field(None, description="entity: its own table; omit to use interaction columns.")
     format: FileFormat | None = None
-    id: str | None = Field(None, description="entity: id column; defaults to interactions.query.")
+    id: Columns | None = Field(
+        None, description="entity: id column (a list: composite key); defaults to interactions.query.")
+    id_separator: str = Field("|", min_length=1, description="Joins the columns of a composite id.")
     features: dict[str, Feature] | None = Field(None, description="entity: query features by name.")
+    aggregate: Aggregation | dict[str, Aggregation] = Field(
+        "error", description="entity without a file: how a feature that varies within one query id becomes "
+                             "one value (as items.aggregate).")
 
     @model_validator(mode="after")
     def _entity_needs_features(self) -> "Queries":
+        _check_columns(self.id, "id")
+        _check_aggregate(self.aggregate, self.features or {})
         if self.kind == "entity" and not self.features:
             raise ValueError("kind: entity needs 'features' (at least one query feature)")
         if self.kind == "item" and (self.features or self.path):
@@ -110,19 +222,45 @@ class Queries(_Model):
         return self
 
 
+def _check_aggregate(aggregate: Aggregation | dict[str, Aggregation], features: dict[str, Feature]) -> None:
+    if isinstance(aggregate, str):
+        if aggregate in ("min", "max", "mean"):
+            raise ValueError(f"aggregate: {aggregate} applies to numeric features only: give it per feature, "
+                             f"e.g. aggregate: {{price: {aggregate}}}")
+        return
+    for name, how in aggregate.items():
+        if name not in features:
+            raise ValueError(f"aggregate names '{name}', which is not a feature here "
+                             f"(features: {', '.join(features)})")
+        if how in ("min", "max", "mean") and features[name].type != "numeric":
+            raise ValueError(f"aggregate: {{{name}: {how}}} needs a numeric feature, not {features[name].type}")
+
+
 class Split(_Model):
     """How pairs are split into train and test."""
 
-    method: Literal["random", "time", "column"] = "random"
+    method: Literal["random", "time", "column", "leave_last_out"] = Field(
+        "random", description="random | time (the latest pairs) | column | leave_last_out (each group's — by "
+                              "default each query's — latest test_fraction of its pairs, at least one).")
+    group: Columns | None = Field(
+        None, description="random/time: keep all pairs of one group (order, session, user) on the same side; "
+                          "leave_last_out: the unit whose latest pairs are held out [the query].")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="random/time: share of test pairs.")
     seed: int = 0
     column: str | None = Field(None, description="method column: a column with 'train'/'test' values.")
     fraction: float = Field(1.0, gt=0, le=1, description="Down-sample training pairs (test unchanged).")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the training pairs (after `fraction`) held out as the validation "
+                                     "split that train and sweep score on; time: the latest, else random (seeded "
+                                     "by split.seed). 0 = none.")
 
     @model_validator(mode="after")
     def _column_needed(self) -> "Split":
         if self.method == "column" and not self.column:
             raise ValueError("method: column needs 'column' (a column with train/test values)")
+        _check_columns(self.group, "group")
+        if self.method == "column" and self.group is not None:
+            raise ValueError("'group' applies to methods random, time and leave_last_out, not column")
         return self
 
 
@@ -171,7 +309,14 @@ class SSL(_Model):
     batch_size: int | None = Field(None, ge=2, description="SSL item batch; default = train.batch_size.")
     mask_size: int | None = Field(None, ge=1, description="|F_m|; default floor(k/2).")
     dropout: float = Field(0.3, ge=0, lt=1, description="Value dropout rate dr (also FD's rate).")
-    item_sampling: Literal["uniform", "popularity"] = "uniform"
+    item_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="SSL item distribution: uniform over the catalog (the paper's choice) or by "
+        "training popularity.")
+    false_negatives: Literal["avoid", "keep"] = Field(
+        "avoid", description="avoid: draw the SSL batch without replacement when the catalog (popularity: "
+        "the items with training pairs) has at least ssl.batch_size items, and mask accidental hits (the "
+        "same item in another row) in the SSL loss; keep: i.i.d. draws with replacement and every other row "
+        "a negative, as sslkit did before this setting existed (an ablation only).")
     mi: Literal["mi", "nmi"] = Field("mi", description="Correlation measure for CFM: raw or normalized MI.")
     mi_path: str | None = Field(None, description="MI JSON from `sslkit mi --out`; computed if omitted.")
 
@@ -226,13 +371,28 @@ class Config(_Model):
         return str(Path(self.base_dir) / path)
 
     def item_id(self) -> str:
-        return self.items.id or self.interactions.item
+        """The catalog's id column (composite keys joined: 'name+size')."""
+        return id_column(self.items.id) if self.items.id else self.interactions.item_column()
 
     def query_id(self) -> str:
-        return self.queries.id or self.interactions.query
+        return id_column(self.queries.id) if self.queries.id else self.interactions.query_column()
 
     def item_to_item(self) -> bool:
         return self.queries.kind == "item"
+
+    @model_validator(mode="after")
+    def _event_log_fits(self) -> "Config":
+        if self.interactions.pairs is not None and self.queries.kind != "item":
+            raise ValueError("interactions.pairs builds item-to-item pairs: it needs queries.kind: item")
+        if self.split.method == "leave_last_out" and not self.interactions.time:
+            raise ValueError("split.method: leave_last_out needs interactions.time (the column holding the time)")
+        return self
+
+    @model_validator(mode="after")
+    def _time_split_needs_time(self) -> "Config":
+        if self.split.method == "time" and not self.interactions.time:
+            raise ValueError("split.method: time needs interactions.time (the column holding the time)")
+        return self
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), flags: Mapping[str, str] | None = None) -> Config:
@@ -246,18 +406,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), flags: Mapping[
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes() if path.stat().st_size <= MAX_SCHEMA_BYTES else None
     except FileNotFoundError:
         raise ConfigError(f"{path}: schema file not found", hint="run `sslkit init DATA > schema.yaml`")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read schema file ({e.strerror})")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}")
+    if data is None:
+        raise ConfigError(f"{path}: schema file is larger than {MAX_SCHEMA_BYTES // 1024} KiB",
+                          hint="a schema describes the data; it does not hold it")
+    raw = load_yaml(decode_text(data, str(path)), str(path))
     if raw is None:
         raise ConfigError(f"{path}: schema file is empty", hint="run `sslkit init DATA > schema.yaml`")
     if not isinstance(raw, dict):
@@ -267,9 +424,138 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), flags: Mapping[
     return validate(raw, source=str(path), overrides=overrides, flags=flags)
 
 
+MAX_SCHEMA_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64  # schema files are ~4 levels deep; `[` × 900 would exhaust Python's stack
+MAX_YAML_NODES = 100_000  # after alias expansion: a "billion laughs" file stops here, not at 5 GB
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """A text file's bytes as UTF-8 (a UTF-8 BOM is allowed); anything else is one ConfigError line."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{source}: the file is UTF-16 encoded", hint="save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{source}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8",
+                          hint="save the file as UTF-8")
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader with limits: nesting depth, alias expansion, and duplicate keys refused."""
+
+    source = "<yaml>"
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth, self._total = 0, 0
+        self._sizes: dict[int, int] = {}  # id(node) → nodes it expands to
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:
+                raise ConfigError(f"{self.source}: line {mark.line + 1}: an alias refers to the node that contains it")
+            self._count(self._sizes[id(node)], mark)
+            return node
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{self.source}: line {mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels",
+                              hint="a schema is a few levels deep; check the brackets")
+        before = self._total
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, mark)
+        self._sizes[id(node)] = self._total - before
+        return node
+
+    def _count(self, n: int, mark: Any) -> None:
+        self._total += n
+        if self._total > MAX_YAML_NODES:
+            raise ConfigError(f"{self.source}: line {mark.line + 1}: aliases expand to more than "
+                              f"{MAX_YAML_NODES:,} values", hint="write the values out instead of nesting aliases")
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"{self.source}: duplicate key '{key}' at lines {seen[key]} and {line}",
+                                  hint="keep one of them")
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely (no tags, bounded depth and alias expansion, no duplicate keys).
+
+    Raises:
+        ConfigError: invalid YAML (with line and column), or a limit exceeded.
+    """
+    loader = _Loader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}:{where}: {problem}")
+    finally:
+        loader.dispose()
+
+
+def _bools_as_numbers(raw: Any, model: type[BaseModel], loc: list[str]) -> str | None:
+    """The YAML path of a true/false given where a number is expected (pydantic would take it as 1/0)."""
+    if not isinstance(raw, Mapping):
+        return None
+    for name, value in raw.items():
+        field = model.model_fields.get(str(name))
+        if field is None:
+            continue
+        kinds = _leaf_types(field.annotation)
+        here = [*loc, str(name)]
+        values = value if isinstance(value, list) else [value]
+        if kinds & {int, float} and bool not in kinds and any(isinstance(v, bool) for v in values):
+            return ".".join(here)
+        for sub in kinds:
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                if name == "features" and isinstance(value, Mapping):
+                    for fname, fval in value.items():
+                        if (bad := _bools_as_numbers(fval, sub, [*here, str(fname)])):
+                            return bad
+                elif (bad := _bools_as_numbers(value, sub, here)):
+                    return bad
+    return None
+
+
+def _leaf_types(ann: Any) -> set[Any]:
+    import typing
+
+    args = typing.get_args(ann)
+    if not args:
+        return {ann}
+    if typing.get_origin(ann) is Literal:
+        return set()
+    out: set[Any] = set()
+    for a in args:
+        out |= _leaf_types(a)
+    return out
+
+
 def validate(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = (),
              flags: Mapping[str, str] | None = None) -> Config:
     """Validate a raw mapping into a Config; errors name the YAML path and where the value came from."""
+    if (bad := _bools_as_numbers(raw, Config, [])):
+        from_set = any(o.split("=", 1)[0].strip() == bad for o in overrides)
+        origin = (flags or {}).get(bad) or ("--set" if from_set else source)
+        raise ConfigError(f"{origin}: {bad}: expected a number, got true/false")
     try:
         return Config.model_validate(dict(raw))
     except ValidationError as e:
@@ -305,8 +591,9 @@ def _fields_at(loc: list[str]) -> set[str]:
         if field is None:
             return set(model.model_fields)
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        sub = [a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if sub:  # a section, or an optional one (`pairs: PairRule | None`)
+            model = sub[0]
         elif loc[i] == "features":
             model, i = Feature, i + 1  # skip the feature's name
         else:
@@ -324,9 +611,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
         if not sep or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set ssl.alpha=0.3")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: cannot parse value {value!r}")
+            parsed = load_yaml(value, f"--set {key}") if value.strip() else None
+        except ConfigError:
+            raise ConfigError(f"--set {key}: cannot parse value {value[:80]!r}")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
