@@ -389,6 +389,14 @@ class Config(_Model):
         return self
 
     @model_validator(mode="after")
+    def _mask_size_fits(self) -> "Config":
+        k, size = len(self.items.features), self.ssl.mask_size
+        if size is not None and self.ssl.aug not in ("none", "fd", "so") and not size < max(k, 2):
+            raise ValueError(f"ssl.mask_size: {size} must be below the number of item features ({k}), so "
+                             "that both views keep a feature")
+        return self
+
+    @model_validator(mode="after")
     def _time_split_needs_time(self) -> "Config":
         if self.split.method == "time" and not self.interactions.time:
             raise ValueError("split.method: time needs interactions.time (the column holding the time)")
@@ -559,19 +567,34 @@ def validate(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = 
     try:
         return Config.model_validate(dict(raw))
     except ValidationError as e:
-        err = e.errors()[0]
+        err = _first_error(e.errors())
         loc = [str(p) for p in err["loc"]]
         dotted = ".".join(loc)
-        from_set = any(o.split("=", 1)[0].strip() == dotted for o in overrides)
-        origin = (flags or {}).get(dotted) or ("--set" if from_set else source)
-        raise ConfigError(f"{origin}: {dotted or '(top level)'}: {_describe(err, loc)}")
+        # a cross-section check (Config's own validators) names its key at the start of its message
+        key = dotted or str(err["msg"]).removeprefix("Value error, ").split(":")[0]
+        from_set = any(o.split("=", 1)[0].strip() == key for o in overrides)
+        origin = (flags or {}).get(key) or ("--set" if from_set else source)
+        raise ConfigError(f"{origin}: {dotted + ': ' if dotted else ''}{_describe(err, loc)}")
+
+
+def _first_error(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The error to report: a missing key whose misspelling is also there reports the misspelling
+    (`interaction:` → "unknown key 'interaction' — did you mean 'interactions'?"), not the gap."""
+    first = errors[0]
+    if first["type"] == "missing":
+        parent, name = list(first["loc"][:-1]), str(first["loc"][-1])
+        for err in errors:
+            if (err["type"] == "extra_forbidden" and list(err["loc"][:-1]) == parent
+                    and difflib.get_close_matches(str(err["loc"][-1]), [name], n=1)):
+                return {**err, "suggest": name}
+    return first
 
 
 def _describe(err: Mapping[str, Any], loc: list[str]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = sorted(_fields_at(loc[:-1]))
-        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        close = [err["suggest"]] if "suggest" in err else difflib.get_close_matches(loc[-1], allowed, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
         return f"unknown key '{loc[-1]}' — {hint}"
     if kind == "missing":

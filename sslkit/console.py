@@ -52,11 +52,12 @@ def _escape(text: str) -> str:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-          right: Sequence[str] = ()) -> Table:
-    """A rich table; numbers are formatted compactly."""
+          right: Sequence[str] = (), fold: Sequence[str] = ("run",)) -> Table:
+    """A rich table; numbers are formatted compactly. `fold` columns (run names) wrap onto more
+    lines instead of being cut with an ellipsis, so long names stay distinguishable."""
     t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
     for c in columns:
-        t.add_column(c, justify="right" if c in right else "left")
+        t.add_column(c, justify="right" if c in right else "left", overflow="fold" if c in fold else "ellipsis")
     for r in rows:
         t.add_row(*[fmt(v) for v in r])
     return t
@@ -173,13 +174,27 @@ def render_eval(runs: list[dict[str, Any]], comparison: dict[str, Any]) -> None:
              for r in runs for name, s in r["slices"].items()]
     out.print(table("Slices (head = top 10% training items, cold = unseen in training)",
                     ["run", "slice", "pairs", *metric_names], srows, right=["pairs", *metric_names]))
+    _render_comparison(comparison, metric_names)
+
+
+def _render_comparison(comparison: dict[str, Any], metric_names: list[str]) -> None:
+    """Seed groups (mean ± std) and the comparison with the baseline group, each CI labelled with what
+    it resamples."""
+    groups = comparison.get("groups", [])
+    if any(len(g["runs"]) > 1 for g in groups):
+        rows = [(g["group"], ", ".join(map(str, g["seeds"])),
+                 *[f"{g['metrics'][m]['mean']:.4f} ± {g['metrics'][m]['std']:.4f}" for m in metric_names])
+                for g in groups]
+        out.print(table("Seed groups (runs identical but for train.seed, same data; mean ± std over seeds)",
+                        ["group", "seeds", *metric_names], rows, fold=["group"]))
     if comparison.get("vs_baseline"):
-        crow = [(c["run"], *[f"{c[m]['relative']:+.1%} [{c[m]['low']:+.1%}, {c[m]['high']:+.1%}]" for m in metric_names])
+        crow = [(c["group"], c["resamples"],
+                 *[f"{c[m]['relative']:+.1%} [{c[m]['low']:+.1%}, {c[m]['high']:+.1%}]" for m in metric_names])
                 for c in comparison["vs_baseline"]]
-        out.print(table(f"vs baseline {comparison['baseline']} (paired bootstrap 95% CI)", ["run", *metric_names], crow))
-    for g in comparison.get("groups", []):
-        cells = [f"{g[m]['mean']:.4f} ± {g[m]['std']:.4f}" for m in metric_names]
-        out.print(table(f"{g['seeds']} seeds: {g['config']['aug']}", metric_names, [cells]))
+        out.print(table(f"vs baseline {comparison['baseline_group']} (relative change, paired bootstrap 95% CI)",
+                        ["group", "CI resamples", *metric_names], crow, fold=["group"]))
+        for kind, text in comparison.get("ci_covers", {}).items():
+            out.print(f"[dim]{_escape(kind)}: {_escape(text)}[/dim]")
 
 
 class SweepDisplay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 
 from sslkit import io
 from sslkit.errors import DataError
-from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, summarize
+from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, seeds_bootstrap_ci, summarize
 from sslkit.profile import group_pairs, head_items, item_counts, slice_of_pairs, toppop_topk
 
 
@@ -106,6 +107,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     exclude_self = q if store.item_to_item else None
     seen = _seen(train, q) if exclude_seen else None
     extra: dict[str, Any] = {"index": index, "queries": int(len(q)), "test_pairs": int(len(rel))}
+    extra["seed_group"] = seed_group_key(cfg, store.key)  # runs that differ only by seed share it
     t0 = time.perf_counter()
     if index == "exact":
         top = retrieve(item_vecs, query_vecs, k, index="exact", exclude_self=exclude_self, exclude=seen, batch_size=batch)
@@ -154,27 +156,131 @@ def _config_summary(cfg: Any) -> dict[str, Any]:
             "hidden": cfg.model.hidden, "embedding_dim": cfg.model.embedding_dim}
 
 
-def compare(results: list[RunEval], baseline: RunEval | None, *, n_boot: int = 1000) -> dict[str, Any]:
-    """Relative improvements with paired bootstrap CIs vs the baseline, and seed groups (mean ± std)."""
-    out: dict[str, Any] = {}
-    if baseline is not None:
-        rows = []
-        for r in results:
-            if r is baseline:
-                continue
-            if not np.array_equal(r.queries, baseline.queries):
-                raise DataError(f"{r.run} and {baseline.run} were evaluated on different test queries",
-                                hint="compare runs of the same schema and split")
-            rows.append({"run": r.run, **{m: paired_bootstrap_ci(baseline.per_query[m], r.per_query[m], n_boot=n_boot)
-                                           for m in r.per_query if m.split("@")[0] in ("recall", "map")}})
-        out["baseline"] = baseline.run
-        out["vs_baseline"] = rows
+def seed_group_key(cfg: Any, store_key: str) -> str:
+    """Runs with the same key differ only by seed: same resolved config (seed and settings that do
+    not change the model left out) and the same data (feature-store key: files, schema, split)."""
+    import hashlib
+
+    from sslkit.config import dump_config
+
+    d = dump_config(cfg)
+    for k in ("name", "base_dir", "cache_dir", "eval"):
+        d.pop(k, None)
+    for k in ("seed", "device", "log_every", "eval_every", "eval_queries"):
+        d["train"].pop(k, None)
+    return hashlib.sha256(io.dumps({"config": d, "data": store_key}).encode()).hexdigest()[:16]
+
+
+CI_COVERS = {
+    "queries+seeds": "bootstrap over test queries and training seeds, seed s of one group paired with seed s "
+                     "of the other: covers test-set and run-to-run training variance",
+    "queries+seeds (unpaired)": "bootstrap over test queries and, independently per group, its seeds (the "
+                                "groups share fewer than 2 seeds): covers test-set and training variance",
+    "queries": "bootstrap over test queries only (a single seed on at least one side): it ignores run-to-run "
+               "training variance, so an interval that excludes 0 is NOT evidence that the configurations "
+               "differ — train more seeds",
+}
+P_VALUE = ("p_value: one-sided bootstrap p-value for 'better than the baseline' = share of replicates with "
+           "relative change <= 0 (near 0: confident gain, near 1: confident loss); two-sided: 2·min(p, 1 − p)")
+
+
+def seed_groups(results: Sequence[RunEval]) -> list[list[RunEval]]:
+    """Runs grouped by `seed_group_key` (groups in order of first appearance, runs by seed)."""
     groups: dict[str, list[RunEval]] = {}
     for r in results:
-        key = io.dumps({k: v for k, v in r.config.items() if k != "seed"})
-        groups.setdefault(key, []).append(r)
-    out["groups"] = [{"runs": [r.run for r in g], "config": {k: v for k, v in g[0].config.items() if k != "seed"},
-                      "seeds": len(g), **{m: dict(zip(("mean", "std"), mean_std([r.metrics[m] for r in g])))
-                                          for m in g[0].metrics if m.split("@")[0] in ("recall", "map")}}
-                     for g in groups.values() if len(g) > 1]
+        groups.setdefault(r.extra.get("seed_group") or r.run, []).append(r)
+    return [sorted(g, key=lambda r: r.config["seed"]) for g in groups.values()]
+
+
+def group_label(runs: Sequence[str]) -> str:
+    """One name for a seed group: the runs' common prefix and suffix around their differing parts,
+    e.g. runs/ml-cfm-s0, runs/ml-cfm-s1 → runs/ml-cfm-s{0,1}."""
+    if len(runs) == 1:
+        return runs[0]
+    pre = os.path.commonprefix(list(runs))
+    suf = os.path.commonprefix([r[len(pre):][::-1] for r in runs])[::-1]
+    return pre + "{" + ",".join(r[len(pre):len(r) - len(suf)] for r in runs) + "}" + suf
+
+
+def _reported(r: RunEval) -> list[str]:
+    return [m for m in r.per_query if m.split("@")[0] in ("recall", "map")]
+
+
+def _group_row(g: list[RunEval]) -> dict[str, Any]:
+    return {"group": group_label([r.run for r in g]), "runs": [r.run for r in g],
+            "seeds": [r.config["seed"] for r in g], "config": {k: v for k, v in g[0].config.items() if k != "seed"},
+            "metrics": {m: dict(zip(("mean", "std"), mean_std([r.metrics[m] for r in g]))) for m in _reported(g[0])}}
+
+
+def _versus(base: list[RunEval], treat: list[RunEval], n_boot: int) -> dict[str, Any]:
+    """The treatment group against the baseline group, per metric, with what the CI resamples."""
+    if not np.array_equal(treat[0].queries, base[0].queries):
+        raise DataError(f"{treat[0].run} and {base[0].run} were evaluated on different test queries",
+                        hint="compare runs of the same schema and split")
+    bs, ts = {r.config["seed"]: r for r in base}, {r.config["seed"]: r for r in treat}
+    common = sorted(set(bs) & set(ts), key=str)
+    row: dict[str, Any] = {"group": group_label([r.run for r in treat]), "runs": [r.run for r in treat]}
+    if len(treat) == 1:
+        row["run"] = treat[0].run
+    stack = lambda runs, m: np.stack([r.per_query[m] for r in runs])  # noqa: E731  (S, Q)
+    if len(common) >= 2:
+        row.update(resamples="queries+seeds", paired_seeds=common)
+        cis = {m: paired_seeds_ci(stack([bs[s] for s in common], m), stack([ts[s] for s in common], m),
+                                  n_boot=n_boot) for m in _reported(treat[0])}
+    elif len(base) >= 2 and len(treat) >= 2:
+        row["resamples"] = "queries+seeds (unpaired)"
+        cis = {m: seeds_bootstrap_ci(stack(base, m), stack(treat, m), n_boot=n_boot) for m in _reported(treat[0])}
+    else:
+        row["resamples"] = "queries"
+        cis = {m: paired_bootstrap_ci(stack(base, m).mean(0), stack(treat, m).mean(0), n_boot=n_boot)
+               for m in _reported(treat[0])}
+    return row | cis
+
+
+def paired_seeds_ci(baseline: np.ndarray, treatment: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, float]:
+    """Relative improvement with a bootstrap over queries and seeds, seed s paired with seed s.
+
+    Each replicate draws Q query indices and S seed indices with replacement and uses the same draws
+    for both arms, so the shared part of the run-to-run variance (data order, initialisation by seed)
+    and the between-query variance cancel as in :func:`sslkit.metrics.paired_bootstrap_ci`.
+
+    Args:
+        baseline: float ``[S, Q]`` per-query metric of each baseline seed.
+        treatment: float ``[S, Q]`` the same metric and queries, row s trained with the same seed.
+
+    Returns:
+        ``relative``, ``low``, ``high``, ``p_value`` as :func:`sslkit.metrics.paired_bootstrap_ci`.
+    """
+    from sslkit.metrics import _BOOT_CHUNK_ELEMENTS, _interval
+
+    b, t = np.atleast_2d(np.asarray(baseline, np.float64)), np.atleast_2d(np.asarray(treatment, np.float64))
+    if b.shape != t.shape or not b.size:
+        raise ValueError(f"baseline {b.shape} and treatment {t.shape} need the same non-empty [S, Q] shape")
+    s, q = b.shape
+    point = float(t.mean() / b.mean() - 1.0) if b.mean() != 0 else float("nan")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // q)
+    mb, mt = np.empty(n_boot), np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        n = min(n_boot, start + chunk) - start
+        w = rng.multinomial(s, np.full(s, 1.0 / s), size=n) / s  # (n, S): the same seed draw for both arms
+        idx = rng.integers(0, q, size=(n, q))
+        mb[start:start + n] = np.take_along_axis(w @ b, idx, axis=1).mean(axis=1)
+        mt[start:start + n] = np.take_along_axis(w @ t, idx, axis=1).mean(axis=1)
+    return _interval(point, mb, mt, level)
+
+
+def compare(results: list[RunEval], baseline: RunEval | None, *, n_boot: int = 1000) -> dict[str, Any]:
+    """Seed groups (runs identical but for the seed: mean ± std) and, with a baseline, every other
+    group against the baseline's group: relative change with a bootstrap CI and what it resamples."""
+    groups = seed_groups(results)
+    out: dict[str, Any] = {"groups": [_group_row(g) for g in groups]}
+    if baseline is not None:
+        base = next(g for g in groups if any(r is baseline for r in g))
+        out["baseline"] = baseline.run
+        out["baseline_group"] = group_label([r.run for r in base])
+        out["vs_baseline"] = [_versus(base, g, n_boot) for g in groups if g is not base]
+        out["ci_covers"] = {k: CI_COVERS[k] for k in dict.fromkeys(r["resamples"] for r in out["vs_baseline"])}
+        out["p_value"] = P_VALUE
     return out
