@@ -63,13 +63,15 @@ class Setup:
     queries: FusedTable
     train_pairs: torch.Tensor  # long (n, 2) on device
     log_q: torch.Tensor | None  # float (items,) log sampling frequency
-    ssl_cdf: torch.Tensor | None  # popularity sampling CDF (items,)
+    ssl_cdf: torch.Tensor | None  # popularity sampling CDF (items,), for draws with replacement
     mask_table: torch.Tensor | None  # bool (F, F) CFM masking sets
     mask_size: int
     steps_per_epoch: int
     total_steps: int
     columns: augment.FusedColumns  # item id layout on the device (masking, dropout)
     bf16: bool = False  # towers under bf16 autocast (train.precision)
+    ssl_distinct: bool = False  # draw the SSL batch without replacement (ssl.false_negatives=avoid, enough items)
+    ssl_log_weights: torch.Tensor | None = None  # float (items,) CPU log popularity, for Gumbel-top-k
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,13 +110,16 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
     pairs = torch.from_numpy(np.asarray(store.splits["train"], dtype=np.int64)).to(device)
     counts = torch.bincount(pairs[:, 1], minlength=items.ids.shape[0]).double()
     log_q = torch.log(counts.clamp_min(1) / counts.sum()).float() if cfg.train.logq_correction else None
-    ssl_cdf = torch.cumsum(counts / counts.sum(), 0).float() if cfg.ssl.item_sampling == "popularity" else None
+    popularity = cfg.ssl.item_sampling == "popularity"
+    ssl_cdf = torch.cumsum(counts / counts.sum(), 0).float() if popularity else None
     k = item_layout.num_features
     mask_size = cfg.ssl.mask_size or max(1, k // 2)
     if augment.uses_ssl(cfg.ssl.aug) and cfg.ssl.aug != "so" and not 1 <= mask_size < max(k, 2):
         raise TrainingError(f"ssl.mask_size={mask_size} must be between 1 and {k - 1} for {k} item features")
     table = augment.cfm_mask_table(mi_sets, k).to(device) if mi_sets else None
     batch = min(cfg.train.batch_size, len(pairs))
+    support = int((counts > 0).sum()) if popularity else items.ids.shape[0]  # items the SSL batch can hold
+    distinct = cfg.ssl.false_negatives == "avoid" and support >= (cfg.ssl.batch_size or batch)
     steps_per_epoch = max(1, len(pairs) // batch)
     total = cfg.train.steps or steps_per_epoch * cfg.train.epochs
     if cfg.train.optimizer == "adagrad":
@@ -123,7 +128,8 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
                  queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
                  mask_table=table, mask_size=mask_size,
                  steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device),
-                 bf16=uses_bf16(cfg.train.precision, device))
+                 bf16=uses_bf16(cfg.train.precision, device), ssl_distinct=distinct,
+                 ssl_log_weights=counts.log().float().cpu() if popularity and distinct else None)
 
 
 def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) -> None:
@@ -158,20 +164,25 @@ def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]
             torch.optim.Adam(model.dense_parameters(), lr=lr)]
 
 
-def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
+              stats: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Joint loss for one batch of training pairs (rows: long (B,) into train_pairs).
 
     The item tower runs once over [positives; view 1; view 2] (or [positives; SSL items] for `so`),
     gathered from the fused store in one index_select; masks and dropout rewrite the gathered ids.
+    Under ``ssl.false_negatives: avoid`` the SSL loss masks accidental hits (`losses.info_nce_loss`).
+    With `stats` (the logged steps), the parts also hold the SSL task's diagnostics as tensors:
+    ``ssl_top1`` (`losses.in_batch_top1`, hits ignored) and ``ssl_dup_rate`` (`losses.duplicate_share`).
     """
     cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
     pairs = s.train_pairs.index_select(0, rows)
     b, n_views = len(rows), num_views(aug)
     bs = (cfg.ssl.batch_size or b) if n_views else 0  # SSL batch
     q_ids, q_dense = s.queries.gather(pairs[:, 0])
-    item_rows = pairs[:, 1]
+    item_rows, ssl_ids = pairs[:, 1], None
     if n_views:
-        item_rows = torch.cat([item_rows, *[_sample_items(s, bs, gen)] * n_views])
+        ssl_ids = _sample_items(s, bs, gen)  # (Bs,) catalog rows = item identities
+        item_rows = torch.cat([item_rows, *[ssl_ids] * n_views])
     ids, dense = s.items.gather(item_rows)  # (B + views·Bs, S): fresh tensors, rewritten in place below
     if aug == "fd":
         mask = augment.feature_dropout_mask(b, len(s.columns.lengths), cfg.ssl.dropout, generator=gen).to(dev)
@@ -186,18 +197,23 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch
     main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
     parts = {"main": main}
     ssl = None
+    hit_ids = ssl_ids if cfg.ssl.false_negatives == "avoid" else None
     if n_views == 1:
-        ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature)
+        ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature, item_ids=hit_ids)
     elif n_views == 2:
-        ssl = losses.info_nce_loss(*views, temperature=cfg.ssl.temperature)
-    if ssl is not None:
+        ssl = losses.info_nce_loss(*views, temperature=cfg.ssl.temperature, item_ids=hit_ids)
+    if ssl is not None and ssl_ids is not None:
         parts["ssl"] = ssl
+        if stats:
+            parts["ssl_top1"] = losses.in_batch_top1(views[0], views[-1], item_ids=ssl_ids)
+            parts["ssl_dup_rate"] = losses.duplicate_share(ssl_ids)
     return losses.joint_loss(main, ssl, alpha=cfg.ssl.alpha), parts
 
 
-def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimizer step on a batch of training pairs; returns the loss and its parts."""
-    loss, parts = step_loss(s, rows, gen)
+def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
+               stats: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimizer step on a batch of training pairs; returns the loss and its parts (`step_loss`)."""
+    loss, parts = step_loss(s, rows, gen, stats=stats)
     for p in s.model.parameters():  # zero_grad(set_to_none=True) without the optimizers' per-call overhead
         p.grad = None
     loss.backward()
@@ -207,8 +223,19 @@ def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator) -> tuple[torc
 
 
 def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
-    """SSL item batch: uniform over the catalog (the paper's choice) or by training popularity."""
+    """SSL item batch: uniform over the catalog (the paper's choice) or by training popularity.
+
+    With `Setup.ssl_distinct` the n items are distinct: the n largest of per-item random keys, drawn
+    on the CPU generator (O(catalog) per step, no host sync). Uniform keys give a uniformly random
+    n-subset; popularity uses Gumbel-top-k (keys log p + Gumbel noise), i.e. n successive draws ∝
+    popularity without replacement, the distribution of ``torch.multinomial(p, n, replacement=False)``.
+    Otherwise the n items are i.i.d. draws with replacement.
+    """
     n_items = s.items.ids.shape[0]
+    if s.ssl_distinct:
+        u = torch.rand(n_items, generator=gen)
+        keys = u if s.ssl_log_weights is None else s.ssl_log_weights - u.log().neg_().log_()
+        return keys.topk(n, sorted=False).indices.to(s.device)
     if s.ssl_cdf is None:
         return torch.randint(n_items, (n,), generator=gen).to(s.device)
     u = torch.rand(n, generator=gen).to(s.device)
@@ -278,7 +305,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
                     raise Interrupted(f"stopped at step {step}; checkpoint saved — continue with --resume")
                 rows = perm[step_in_epoch * batch:(step_in_epoch + 1) * batch]
-                loss, parts = train_step(s, rows, step_gen)
+                logged = (step + 1) % cfg.train.log_every == 0 or step + 1 == s.total_steps
+                loss, parts = train_step(s, rows, step_gen, stats=logged)
                 step, step_in_epoch = step + 1, step_in_epoch + 1
                 if step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu":
                     value = loss.item()

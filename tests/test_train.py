@@ -66,7 +66,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data: Path, monkeypatch: 
     good = weights(run)
     import sslkit.losses as losses
 
-    monkeypatch.setattr(losses, "info_nce_loss", lambda z1, z2, temperature: (z1 * float("nan")).sum())
+    monkeypatch.setattr(losses, "info_nce_loss", lambda z1, z2, temperature, **kw: (z1 * float("nan")).sum())
     cfg_more, _, _ = setup(data, "train.epochs=3")
     with pytest.raises(TrainingError, match=r"loss became nan at step \d+; the last good checkpoint is kept"):
         train(cfg_more, store, run_dir=run, mi=mi, resume=True)
