@@ -336,7 +336,9 @@ def embed(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
     r = load_run(run)
-    ids, vectors, entity = run_embed(r, items=items, queries=queries, log=console.log)
+    bad: list[str] = []
+    ids, vectors, entity = run_embed(r, items=items, queries=queries, log=console.log,
+                                     warn=lambda m: (bad.append(m), console.warn(m)))
     if index:
         if entity != "items":
             raise typer.BadParameter("an index is built over items", param_hint="--index")
@@ -344,6 +346,9 @@ def embed(
         console.log(f"wrote HNSW index {index} ({len(ids):,} items)")
     write_vectors(ids, vectors, out, fmt)
     console.log(f"embedded {len(ids):,} {entity} (d={vectors.shape[1]})" + ("" if out == "-" else f" → {out}"))
+    if bad:
+        console.error(f"{len(bad)} input line(s) could not be embedded (see above)")
+        raise typer.Exit(1)
 
 
 @app.command()

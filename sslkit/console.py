@@ -33,7 +33,8 @@ def log(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]{_escape(message)}[/yellow]")
+    """A warning on stderr: one line however long (tools grep it), never silenced."""
+    err.print(f"[yellow]{_escape(message)}[/yellow]", soft_wrap=True)
 
 
 def error(message: str) -> None:

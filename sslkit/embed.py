@@ -10,7 +10,7 @@ from __future__ import annotations
 import io as _bytes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -120,28 +120,84 @@ def embed_table(run: Run, table: EntityTable, *, queries: bool, batch_size: int 
     return embed_all(run.model, fused, queries=queries, batch_size=batch_size).float().cpu().numpy()
 
 
+def row_keys(cfg: Config, *, item_rows: bool) -> set[str]:
+    """The keys a row of new items (or queries) may hold: its id column(s) and feature columns."""
+    sec = cfg.items if item_rows else cfg.queries
+    keys = {cfg.item_id() if item_rows else cfg.query_id()}
+    for ids in (sec.id, cfg.interactions.item if item_rows else cfg.interactions.query):
+        keys |= {ids} if isinstance(ids, str) else set(ids or [])
+    return keys | {f.source(n) for n, f in (sec.features or {}).items()}
+
+
+def unknown_key_message(keys: Any, allowed: set[str]) -> str | None:
+    """"unknown key 'titel' — did you mean 'title'?" for the first key not in `allowed`, else None."""
+    import difflib
+
+    bad = [k for k in keys if k not in allowed]
+    if not bad:
+        return None
+    close = difflib.get_close_matches(bad[0], sorted(allowed), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(allowed))}"
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"unknown key '{bad[0]}'{more} — {hint}"
+
+
+def drop_unknown_key_rows(df: pl.DataFrame, allowed: set[str], *, path: str,
+                          warn: Callable[[str], None]) -> pl.DataFrame:
+    """NDJSON rows that hold a key the run does not know (a typo like "titel") are reported, one
+    line each with the line number, and left out; the other rows go on."""
+    extra = [c for c in df.columns if c not in allowed]
+    if not extra:
+        return df
+    has = df.select([pl.col(c).is_not_null().alias(c) for c in extra])
+    bad = has.select(pl.any_horizontal(pl.all())).to_series().to_numpy()
+    for row in np.flatnonzero(bad):  # only the bad rows: errors are few
+        keys = [c for c in extra if has[c][int(row)]]
+        warn(f"{path}: line {int(row) + 1}: {unknown_key_message(keys, allowed)}")
+    kept = df.filter(pl.Series(~bad)).drop(extra)
+    if kept.height == 0:
+        raise DataError(f"{path}: every row has an unknown key", hint="fix the keys reported above")
+    return kept
+
+
 def embed(run: Run, *, items: str | None = None, queries: str | None = None,
-          log: Any = lambda _: None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, vectors, entity): the whole catalog by default, or the rows of an items/queries file."""
+          log: Any = lambda _: None, warn: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(ids, vectors, entity): the whole catalog by default, or the rows of an items/queries file.
+
+    NDJSON rows with a key the run does not know go to `warn` (one line each) and are left out;
+    without `warn` the first such row is an error.
+    """
     cfg = run.cfg
     if items and queries:
         raise DataError("give --items or --queries, not both")
     if queries:  # the query tower; item-to-item queries are item rows (the catalog's features)
         item_mode = cfg.item_to_item()
         id_col = cfg.item_id() if item_mode else cfg.query_id()
-        df = io.read_table(queries, strings=[id_col])
+        df = _checked_rows(io.read_table(queries, strings=[id_col]), queries, row_keys(cfg, item_rows=item_mode), warn)
         table = encode_rows(df, cfg.items.features if item_mode else cfg.queries.features or {},
                             run.vocabs["items" if item_mode else "queries"],
                             run.item_specs if item_mode else run.query_specs or {},
                             id_col=id_col, path=queries, section="items" if item_mode else "queries")
         return table.ids, embed_table(run, table, queries=True), "queries"
     if items:
-        df = io.read_table(items, strings=[cfg.item_id()])
+        df = _checked_rows(io.read_table(items, strings=[cfg.item_id()]), items, row_keys(cfg, item_rows=True), warn)
         table = encode_rows(df, cfg.items.features, run.vocabs["items"], run.item_specs,
                             id_col=cfg.item_id(), path=items, section="items")
         return table.ids, embed_table(run, table, queries=False), "items"
     store = run.store(log)
     return np.asarray(store.items.ids), embed_table(run, store.items, queries=False), "items"
+
+
+def _checked_rows(df: pl.DataFrame, path: str, allowed: set[str], warn: Callable[[str], None] | None) -> pl.DataFrame:
+    """NDJSON input: rows with unknown keys reported and left out (CSV/Parquet columns are a table's
+    own business: extra columns there are ignored)."""
+    if io.infer_format(path) != "ndjson":
+        return df
+
+    def fail(message: str) -> None:
+        raise DataError(message, hint="fix the key, or drop it")
+
+    return drop_unknown_key_rows(df, allowed, path=path, warn=warn or fail)
 
 
 def write_vectors(ids: np.ndarray, vectors: np.ndarray, out: str, fmt: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit.embed import Run, embed_table, encode_rows, item_vectors, load_run
+from sslkit.embed import Run, embed_table, encode_rows, item_vectors, load_run, row_keys, unknown_key_message
 from sslkit.errors import DataError, SslkitError
 from sslkit.index import HnswIndex
 
@@ -65,6 +65,7 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
     store = run.store(log)
     queries = store.items if item_mode else store.queries  # item-to-item: queries are catalog items
     id_lines: list[tuple[int, str]] = []
+    allowed = row_keys(run.cfg, item_rows=item_mode)
     feature_lines: list[tuple[int, dict[str, Any]]] = []
     for n, raw in enumerate(lines, 1):  # parsing only; lookups and embedding are batched below
         text = raw.strip()
@@ -79,6 +80,9 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
             obj = None
         if not isinstance(obj, dict):
             problems.append((n, f"line {n}: not a JSON object: {text[:60]!r}"))
+            continue
+        if (unknown := unknown_key_message(obj, allowed)):
+            problems.append((n, f"line {n}: {unknown}"))
             continue
         feature_lines.append((n, obj))
     answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, own item row or −1)
