@@ -160,6 +160,8 @@ def profile(
     if plot:
         plot_popularity(store, str(plot))
         console.log(f"wrote {plot}")
+    for warning in result["warnings"]:
+        console.warn(f"warning: {warning}")
     if json_out:
         _print_json(result)
     else:
@@ -239,11 +241,16 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Train on N local processes (launches torchrun; see README Scaling).")] = None,
     json_out: JsonOpt = False,
     set_: SetOpt = None,
 ) -> None:
     """Train a two-tower model with the chosen augmentation; Ctrl-C saves a checkpoint (exit 130)."""
+    from sslkit import distributed
     from sslkit.train import Interrupted, run_training
+
+    if nproc and nproc > 1 and not distributed.launched():
+        raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
 
     flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
              "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
@@ -254,14 +261,19 @@ def train(
     run_dir = out or Path("runs") / f"{cfg.name}-{cfg.ssl.aug}-s{cfg.train.seed}"
     display = console.TrainDisplay()
     try:
-        result = run_training(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, argv=sys.argv,
-                              log=console.log, on_event=display, stop_on_signals=True)
+        with distributed.joined(cfg.train.device) as world:  # under torchrun; rank 0 alone reports
+            console.set_quiet(console.quiet() or not world.is_main)
+            result = run_training(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, argv=sys.argv,
+                                  log=console.log, on_event=display, stop_on_signals=True)
     except Interrupted as e:
         display.close()  # end the progress bar before printing below it
-        console.warn(str(e))
+        if not console.quiet():
+            console.warn(str(e))
         raise typer.Exit(130)
     finally:
         display.close()
+    if not world.is_main:
+        return
     summary = {"run": str(run_dir), "steps": result.steps, "examples_per_s": round(result.examples_per_s, 1),
                **result.validation}
     if json_out:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from sslkit import augment, io, losses
+from sslkit import augment, distributed, io, losses
 from sslkit.checkpoint import load_checkpoint, run_metadata, save_checkpoint
 from sslkit.config import Config, dump_config
 from sslkit.errors import TrainingError
 from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
-from sslkit.store import FeatureStore
+from sslkit.store import FeatureStore, training_split
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -72,6 +73,7 @@ class Setup:
     bf16: bool = False  # towers under bf16 autocast (train.precision)
     ssl_distinct: bool = False  # draw the SSL batch without replacement (ssl.false_negatives=avoid, enough items)
     ssl_log_weights: torch.Tensor | None = None  # float (items,) CPU log popularity, for Gumbel-top-k
+    world: distributed.World = field(default_factory=distributed.current)  # ranks sharing each global batch
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,7 +109,7 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
                      hidden=list(cfg.model.hidden), share_embeddings=cfg.model.share_embeddings).to(device)
     items = fuse(store.items, item_layout).to(device)
     queries = items if store.item_to_item else fuse(store.queries, query_layout).to(device)  # type: ignore[arg-type]
-    pairs = torch.from_numpy(np.asarray(store.splits["train"], dtype=np.int64)).to(device)
+    pairs = torch.from_numpy(np.asarray(training_split(store)[0], dtype=np.int64)).to(device)  # validation held out
     counts = torch.bincount(pairs[:, 1], minlength=items.ids.shape[0]).double()
     log_q = torch.log(counts.clamp_min(1) / counts.sum()).float() if cfg.train.logq_correction else None
     popularity = cfg.ssl.item_sampling == "popularity"
@@ -123,7 +125,11 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
     steps_per_epoch = max(1, len(pairs) // batch)
     total = cfg.train.steps or steps_per_epoch * cfg.train.epochs
     if cfg.train.optimizer == "adagrad":
-        _dense_gradients_for_small_tables(model, cfg, batch)
+        _dense_gradients_for_small_tables(model, cfg, batch)  # by the global batch: the same tables at any world size
+    world = distributed.current()
+    world.check_divisible(**{"train.batch_size": batch}, **({"ssl.batch_size": cfg.ssl.batch_size or batch}
+                                                            if num_views(cfg.ssl.aug) else {}))
+    world.broadcast_parameters(model)
     return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
                  queries=queries, train_pairs=pairs, log_q=log_q, ssl_cdf=ssl_cdf,
                  mask_table=table, mask_size=mask_size,
@@ -190,18 +196,20 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
     elif n_views == 2:
         ids[b:] = _views(s, ids[b:b + bs], gen).flatten(0, 1)
     with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=s.bf16):
-        q = s.model.query_vectors(q_ids, q_dense)
-        v_all = s.model.item_vectors(ids, dense)
+        # under torchrun each rank runs the towers on its rows; the outputs come back global, with gradient
+        q = s.world.tower(s.model.query_vectors, q_ids, q_dense)
+        v_all = s.world.tower(s.model.item_vectors, ids, dense, [b] + [bs] * n_views)
     v, *views = v_all.split([b] + [bs] * n_views)  # a split, not slices: its backward is one cat
     log_q = s.log_q.index_select(0, pairs[:, 1]) if s.log_q is not None else None
-    main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q)
+    main = losses.batch_softmax_loss(q, v, temperature=cfg.train.temperature, item_ids=pairs[:, 1], log_q=log_q,
+                                     rows=s.world.rows(b))
     parts = {"main": main}
     ssl = None
     hit_ids = ssl_ids if cfg.ssl.false_negatives == "avoid" else None
     if n_views == 1:
-        ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature, item_ids=hit_ids)
+        ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature, item_ids=hit_ids, rows=s.world.rows(bs))
     elif n_views == 2:
-        ssl = losses.info_nce_loss(*views, temperature=cfg.ssl.temperature, item_ids=hit_ids)
+        ssl = losses.info_nce_loss(*views, temperature=cfg.ssl.temperature, item_ids=hit_ids, rows=s.world.rows(bs))
     if ssl is not None and ssl_ids is not None:
         parts["ssl"] = ssl
         if stats:
@@ -217,6 +225,7 @@ def train_step(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
     for p in s.model.parameters():  # zero_grad(set_to_none=True) without the optimizers' per-call overhead
         p.grad = None
     loss.backward()
+    s.world.reduce_gradients(s.model)  # under torchrun: the gradient of the global batch's mean loss
     for opt in s.optimizers:
         opt.step()
     return loss, parts
@@ -269,6 +278,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     names = [n for n, sp in store.items.specs.items() if not sp.dense]
     mi_sets = [[names.index(f) for f in mi["mask_sets"][n]] for n in names] if mi else None
     s = build_setup(cfg, store, mi_sets)
+    if not s.world.is_main:  # under torchrun rank 0 alone logs, validates and writes the run directory
+        on_event = lambda k, p: None  # noqa: E731
     order_gen, step_gen = torch.Generator().manual_seed(cfg.train.seed), torch.Generator().manual_seed(cfg.train.seed + 1)
     epoch, step_in_epoch, step = 0, 0, 0
     order_state = order_gen.get_state()
@@ -277,16 +288,18 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         epoch, step_in_epoch, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
         order_state = progress["order_rng"]
         step_gen.set_state(progress["step_rng"])
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
-    else:
+        if s.world.is_main:
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+    elif s.world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    io.write_json(run_dir / "config.json", dump_config(cfg))
     precision = "bf16" if s.bf16 else "fp32"  # what train.precision resolved to here
-    io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device, precision))
-    io.write_json(run_dir / "vocabs.json", {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()})
-    if mi:
-        io.write_json(run_dir / "mi.json", mi)
+    if s.world.is_main:
+        io.write_json(run_dir / "config.json", dump_config(cfg))
+        io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device, precision) | {"world_size": s.world.size})
+        io.write_json(run_dir / "vocabs.json", {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()})
+        if mi:
+            io.write_json(run_dir / "mi.json", mi)
     val = validation_set(store, cfg)
     on_event("start", {"total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "device": str(s.device),
                        "precision": precision,
@@ -295,30 +308,33 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     validation: dict[str, float] = {}
     validated_at = -1
     t0, done_at_start, window = time.perf_counter(), step, (time.perf_counter(), step)
-    with (run_dir / "metrics.jsonl").open("a") as log:
+    nonfinite = torch.zeros((), device=s.device)  # non-finite losses so far, counted on the device (no sync)
+    with (run_dir / "metrics.jsonl").open("a") if s.world.is_main else open(os.devnull, "w") as log:
         while step < s.total_steps:
             order_gen.set_state(order_state)
             perm = torch.randperm(len(s.train_pairs), generator=order_gen).to(s.device)
             next_order_state = order_gen.get_state()
             while step_in_epoch < s.steps_per_epoch and step < s.total_steps:
-                if should_stop():
+                if s.world.any(should_stop()):  # every rank stops at the same step
+                    _check_finite(s, {"nonfinite": nonfinite}, step, run_dir)
                     _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
+                    s.world.barrier()  # the checkpoint is written before any rank exits
                     raise Interrupted(f"stopped at step {step}; checkpoint saved — continue with --resume")
                 rows = perm[step_in_epoch * batch:(step_in_epoch + 1) * batch]
                 logged = (step + 1) % cfg.train.log_every == 0 or step + 1 == s.total_steps
                 loss, parts = train_step(s, rows, step_gen, stats=logged)
                 step, step_in_epoch = step + 1, step_in_epoch + 1
-                if step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu":
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise TrainingError(f"loss became {value} at step {step}; the last good checkpoint is kept in {run_dir}",
-                                            hint="lower --lr or raise the temperatures")
+                nonfinite += ~torch.isfinite(loss.detach())
+                # checked every step on CPU; elsewhere at logged steps and before each checkpoint (epoch ends)
+                if (step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu"
+                        or step_in_epoch == s.steps_per_epoch):
+                    means = _check_finite(s, {"loss": loss, **parts, "nonfinite": nonfinite}, step, run_dir)
                 if step % cfg.train.log_every == 0 or step == s.total_steps:
                     now = time.perf_counter()
                     rate = (step - window[1]) * batch / max(now - window[0], 1e-9)
                     window = (now, step)
-                    rec = {"step": step, "epoch": epoch + step_in_epoch / s.steps_per_epoch, "loss": loss.item(),
-                           **{k: v.item() for k, v in parts.items()}, "examples_per_s": rate}
+                    rec = {"step": step, "epoch": epoch + step_in_epoch / s.steps_per_epoch, "loss": means["loss"],
+                           **{k: means[k] for k in parts}, "examples_per_s": rate}  # global means over ranks
                     log.write(json.dumps(rec) + "\n"); log.flush()
                     on_event("step", rec)
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:
@@ -337,13 +353,27 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         validation = _validate(s, val, step, None, on_event)
     summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
                "train_seconds": elapsed, "validation": validation, "device": str(s.device)}
-    io.write_json(run_dir / "summary.json", summary)
+    if s.world.is_main:
+        io.write_json(run_dir / "summary.json", summary)
+    s.world.barrier()  # no rank leaves before rank 0 has written the run
     on_event("done", summary)
     return TrainResult(run_dir=run_dir, steps=step, epochs_done=epoch, examples_per_s=rate, validation=validation)
 
 
+def _check_finite(s: Setup, values: dict[str, torch.Tensor], step: int, run_dir: Path) -> dict[str, float]:
+    """`values` averaged over the ranks; raise on every rank if any rank saw a non-finite loss."""
+    means = s.world.mean(values)
+    if means["nonfinite"] or not math.isfinite(means.get("loss", 0.0)):
+        what = f"loss became {means['loss']} at step" if not math.isfinite(means.get("loss", 0.0)) else "a loss became non-finite by step"
+        raise TrainingError(f"{what} {step}; the last good checkpoint is kept in {run_dir}",
+                            hint="lower --lr or raise the temperatures")
+    return means
+
+
 def _save(run_dir: Path, s: Setup, cfg: Config, epoch: int, step_in_epoch: int, step: int,
           order_state: torch.Tensor, step_gen: torch.Generator) -> None:
+    if not s.world.is_main:  # one writer
+        return
     save_checkpoint(run_dir, s.model, s.optimizers, cfg, {
         "epoch": epoch, "step_in_epoch": step_in_epoch, "step": step,
         "order_rng": order_state, "step_rng": step_gen.get_state()})
@@ -369,39 +399,53 @@ class ValidationSet:
     queries: np.ndarray  # int64 (Q,) query rows
     indptr: np.ndarray  # int64 (Q+1,)
     items: np.ndarray  # int64 (nnz,)
+    seen: tuple[np.ndarray, np.ndarray] | None = None  # CSR of each query's training positives (eval.exclude_seen)
+    toppop: dict[str, float] = field(default_factory=dict)  # TopPopular on this sample, the same options
 
 
 def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
-    """A fixed sample of test queries with their relevant items."""
-    from sslkit.evaluate import csr_take, group_pairs
+    """A fixed sample (`train.eval_queries`, seeded by `train.seed`) of the validation split's queries
+    with their relevant items, scored as `sslkit eval --split validation` scores them: the query item
+    excluded in item-to-item mode, the training positives too under `eval.exclude_seen`. Test pairs
+    are never read."""
+    from sslkit.metrics import compute_metrics, summarize
+    from sslkit.profile import csr_take, group_pairs, item_counts, seen_items, toppop_topk
 
-    q, indptr, items = group_pairs(np.asarray(store.splits["test"]))
+    train, validation = training_split(store)
+    q, indptr, items = group_pairs(validation)
     n = min(cfg.train.eval_queries, len(q))
     pick = np.sort(np.random.default_rng(cfg.train.seed).choice(len(q), size=n, replace=False))
     sub_ptr, sub_items = csr_take(indptr, items, pick)
-    return ValidationSet(queries=q[pick], indptr=sub_ptr, items=sub_items)
+    val = ValidationSet(queries=q[pick], indptr=sub_ptr, items=sub_items,
+                        seen=seen_items(train, q[pick]) if cfg.eval.exclude_seen else None)
+    ks = [k for k in sorted(cfg.eval.k) if k <= store.items.rows - int(store.item_to_item)]  # as `_validate`
+    if n and ks:
+        top = toppop_topk(item_counts(train, store.items.rows), val.queries, max(ks), store.item_to_item, exclude=val.seen)
+        val.toppop = {f"val_toppop_{m}": v for m, v in summarize(compute_metrics(top, sub_ptr, sub_items, ks)).items()
+                      if m.startswith("recall")}
+    return val
 
 
 def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event) -> dict[str, float]:
-    """Recall@K on the validation sample with exact retrieval over the whole catalog."""
-    from sslkit.index import exact_topk
+    """Recall@K on the validation sample, scored as `sslkit eval --split validation` scores it (exact
+    retrieval over the whole catalog, the same exclusions), with TopPopular on that sample beside it."""
+    from sslkit.evaluate import retrieve
     from sslkit.metrics import compute_metrics, summarize
 
-    if not len(val.queries):
+    ks = [k for k in sorted(s.cfg.eval.k) if k <= s.items.ids.shape[0] - int(s.queries is s.items)]
+    if not len(val.queries) or not ks or not s.world.is_main:  # under torchrun rank 0 validates
         return {}
     s.model.eval()
     items = embed_all(s.model, s.items)
-    q_rows = torch.from_numpy(val.queries).to(s.device)
-    q_ids, q_dense = s.queries.gather(q_rows)
+    q_ids, q_dense = s.queries.gather(torch.from_numpy(val.queries).to(s.device))
     with torch.inference_mode():
         qv = s.model.query_vectors(q_ids, q_dense)
     s.model.train()
-    ks = sorted(s.cfg.eval.k)
-    k = min(max(ks), items.shape[0])
-    exclude = q_rows if s.queries is s.items else None
-    _, top = exact_topk(qv.float(), items.float(), k, exclude_self=exclude)
-    per_query = compute_metrics(top.cpu().numpy(), val.indptr, val.items, [x for x in ks if x <= k])
+    top = retrieve(items, qv, max(ks), index="exact", exclude_self=val.queries if s.queries is s.items else None,
+                   exclude=val.seen, batch_size=s.cfg.eval.batch_size)
+    per_query = compute_metrics(top, val.indptr, val.items, ks)
     result = {f"val_{key}": v for key, v in summarize(per_query).items() if key.startswith("recall")}
+    result |= val.toppop
     rec = {"step": step, **result}
     if log is not None:
         log.write(json.dumps(rec) + "\n"); log.flush()
@@ -416,7 +460,6 @@ def run_training(cfg: Config, *, run_dir: Path, resume: bool = False, overwrite:
     import signal
 
     from sslkit.errors import ConfigError
-    from sslkit.store import load_or_build
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other", hint="pick one")
@@ -426,7 +469,7 @@ def run_training(cfg: Config, *, run_dir: Path, resume: bool = False, overwrite:
     if has_run and not (resume or overwrite):
         raise TrainingError(f"{run_dir}: already holds a trained run",
                             hint="use --resume to continue it, --overwrite to replace it, or another --out")
-    store = load_or_build(cfg, log=log)
+    store = distributed.load_store(cfg, log)  # under torchrun: built once, the same on every rank (checked)
     mi = training_mi(cfg, store, log) if cfg.ssl.aug in ("cfm", "cfm_no_dropout") else None
     stop = {"flag": False}
     previous: dict[int, Any] = {}
