@@ -158,8 +158,9 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def dir_lock(path: str | Path, *, what: str = "run directory", wait: bool = False) -> Iterator[None]:
-    """Hold an exclusive `flock` on `path/.lock` (created, with `path`, when missing).
+def dir_lock(path: str | Path, *, name: str = LOCK_FILE, what: str = "run directory", wait: bool = False,
+             on_wait: Any = None) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path/name` (created, with `path`, when missing).
 
     The kernel drops the lock when the process ends, also on kill -9, so a crashed writer never
     leaves a stale lock. With `wait`, block until the holder finishes (cache builds); else raise.
@@ -173,22 +174,27 @@ def dir_lock(path: str | Path, *, what: str = "run directory", wait: bool = Fals
     path = Path(path)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    lock = path / LOCK_FILE
+    lock = path / name
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     ok = False
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise LockedError(f"{path}: another sslkit process (pid {holder}) is writing this {what}",
-                              hint="wait for it to finish, or use another --out")
+            if wait:
+                if on_wait:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                raise LockedError(f"{path}: another sslkit process (pid {holder}) is writing this {what}",
+                                  hint="wait for it to finish, or use another --out")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
         ok = True
     finally:
-        if created and not ok and {p.name for p in path.iterdir()} <= {LOCK_FILE}:
+        if created and not ok and {p.name for p in path.iterdir()} <= {name}:
             lock.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 path.rmdir()

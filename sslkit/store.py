@@ -7,6 +7,7 @@ the data-relevant schema sections and the input files' bytes), memory-mapped whe
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,12 +20,12 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import encode, io
+from sslkit import encode, events, io
 from sslkit.config import Config, Feature
 from sslkit.errors import DataError
 from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-array checksums in meta.json
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FeatureStore:
     report: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     path: Path | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # array name → content digest (verified at load)
 
     @property
     def item_to_item(self) -> bool:
@@ -113,31 +115,69 @@ def content_key(cfg: Config, store: FeatureStore) -> str:
     return h.hexdigest()[:20]
 
 
+def training_split(store: FeatureStore) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation): the pairs a model trains on and the held-out pairs it is validated on.
+
+    Every reader of training pairs (model training, logQ and popularity counts, exclude-seen,
+    TopPopular, head/tail/cold slices) takes them from here, so each command sees the same train set.
+    """
+    validation = store.splits.get("validation")
+    return np.asarray(store.splits["train"]), np.asarray(validation if validation is not None else np.zeros((0, 2), np.int32))
+
+
+def all_pairs(store: FeatureStore) -> np.ndarray:
+    """Every pair of every split (train, validation, test), int32 [n, 2]."""
+    return np.concatenate([np.asarray(a) for a in store.splits.values()])
+
+
 def load_or_build(cfg: Config, *, log: Log = lambda _: None, use_cache: bool = True) -> FeatureStore:
     """The cached store for this schema and data, built (and cached) when missing.
 
-    A store built from standard input is always built, then cached under its `content_key`.
+    One process builds a cache entry at a time (a lock beside it); the others wait and adopt the
+    finished entry. An entry that fails its checksums is reported and rebuilt. A store built from
+    standard input is always built, then cached under its `content_key`.
     """
     key = cache_key(cfg) if use_cache else None
     root = Path(cfg.resolve(cfg.cache_dir or ".sslkit-cache") or ".sslkit-cache")
-    if key and (root / key / "meta.json").exists():
-        try:
-            store = load(root / key)
-            log(f"feature store: cached {root / key}")
-            return store
-        except (OSError, ValueError, KeyError) as e:
-            log(f"feature store cache {root / key} unreadable ({e}); rebuilding")
-    store = build(cfg, log=log)
-    if use_cache and key is None:  # standard input
-        key = content_key(cfg, store)
-        if (root / key / "meta.json").exists():  # the same input piped before: keep that copy
-            store.key, store.path = key, root / key
-            return store
+    if key and (store := _cached(root / key, log)) is not None:
+        return store
     if key:
-        store.key = key
-        save(store, root / key)
-        store.path = root / key
+        with _entry_lock(root, key, log):
+            if (store := _cached(root / key, lambda _: None)) is not None:  # built by another process meanwhile
+                log(f"feature store: cached {root / key}")
+                return store
+            store = build(cfg, log=log)
+            store.key = key
+            save(store, root / key)
+            store.path = root / key
         log(f"feature store: built and cached in {root / key}")
+        return store
+    store = build(cfg, log=log)
+    if use_cache:  # standard input: cached under what it encoded to
+        key = content_key(cfg, store)
+        with _entry_lock(root, key, log):
+            if _cached(root / key, lambda _: None) is None:
+                store.key = key
+                save(store, root / key)
+        store.key, store.path = key, root / key
+    return store
+
+
+def _entry_lock(root: Path, key: str, log: Log) -> Any:
+    return io.dir_lock(root, name=f".{key}.lock", what="feature-store cache entry", wait=True,
+                       on_wait=lambda: log(f"feature store: another sslkit process is building {root / key}; waiting"))
+
+
+def _cached(path: Path, log: Log) -> FeatureStore | None:
+    """The verified store at `path`, or None (missing; damaged entries are reported, then rebuilt)."""
+    if not (path / "meta.json").exists():
+        return None
+    try:
+        store = load(path)
+    except StoreDamaged as e:
+        log(f"warning: {e}; rebuilding it")
+        return None
+    log(f"feature store: cached {path}")
     return store
 
 
@@ -145,30 +185,24 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
     """Read, validate, split, fit vocabularies and encode (DESIGN §1–3)."""
     inter_cfg = cfg.interactions
     ipath = cfg.resolve(inter_cfg.path) or "-"
-    inter = io.read_table(ipath, inter_cfg.format, strings=[inter_cfg.query, inter_cfg.item])
-    needed = {inter_cfg.query: "interactions.query", inter_cfg.item: "interactions.item"}
-    if inter_cfg.time:
-        needed[inter_cfg.time] = "interactions.time"
-    if cfg.split.method == "column":
-        needed[cfg.split.column or ""] = "split.column"
-    require_columns(inter, needed, path=ipath)
-    for col, key in list(needed.items())[:2]:
-        check_ids(inter, col, path=ipath, key=key, unique=False)
+    raw = io.read_table(ipath, inter_cfg.format, strings=events.id_sources(cfg))
+    log_df, inter, report = events.read_log(raw, cfg, path=ipath, log=log)  # filter, pair rule, ids, time
+    qcol, icol = inter_cfg.query_column(), inter_cfg.item_column()
 
-    items_df, items_path = _entity_frame(cfg, inter, ipath, entity="items")
+    items_df, items_path = _entity_frame(cfg, log_df, ipath, entity="items")
     item_rows = _row_lookup(items_df, cfg.item_id())
-    report: dict[str, Any] = {"pairs_read": inter.height, "items": items_df.height}
+    report.update(pairs_read=inter.height, items=items_df.height)
     pairs = inter.with_row_index("pair").join(
-        item_rows.rename({"id": inter_cfg.item, "row": "item_row"}), on=inter_cfg.item, how="left")
+        item_rows.rename({"id": icol, "row": "item_row"}), on=icol, how="left")
     if cfg.item_to_item():
         queries_df, queries_path, query_rows = items_df, items_path, item_rows
     else:
-        queries_df, queries_path = _entity_frame(cfg, inter, ipath, entity="queries")
+        queries_df, queries_path = _entity_frame(cfg, log_df, ipath, entity="queries")
         query_rows = _row_lookup(queries_df, cfg.query_id())
-    pairs = pairs.join(query_rows.rename({"id": inter_cfg.query, "row": "query_row"}),
-                       on=inter_cfg.query, how="left").sort("pair")
+    pairs = pairs.join(query_rows.rename({"id": qcol, "row": "query_row"}), on=qcol, how="left").sort("pair")
     pairs = _drop_unknown(pairs, cfg, ipath, report, log)
     train, test = _split(pairs, cfg, report)
+    train, validation = carve_validation(pairs, train, cfg, report)
 
     items = _encode_entity(items_df, cfg.item_id(), cfg.items.features, fit_rows=None, path=items_path, section="items")
     if cfg.item_to_item():
@@ -177,11 +211,11 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
         fit_rows = np.unique(train[:, 0])  # query vocabularies see training queries only
         queries = _encode_entity(queries_df, cfg.query_id(), cfg.queries.features or {}, fit_rows=fit_rows,
                                  path=queries_path, section="queries")
-    report.update(queries=queries[0].rows, train=len(train), test=len(test))
+    report.update(queries=queries[0].rows, train=len(train), validation=len(validation), test=len(test))
     vocabs = {"items": items[1]} | ({} if cfg.item_to_item() else {"queries": queries[1]})
     log(f"encoded {report['items']} items, {report['queries']} queries, "
-        f"{len(train)} train / {len(test)} test pairs")
-    return FeatureStore(items=items[0], queries=queries[0], splits={"train": train, "test": test},
+        f"{len(train)} train / {len(validation)} validation / {len(test)} test pairs")
+    return FeatureStore(items=items[0], queries=queries[0], splits={"train": train, "validation": validation, "test": test},
                         vocabs=vocabs, report=report)
 
 
@@ -192,14 +226,16 @@ def _entity_frame(cfg: Config, inter: pl.DataFrame, ipath: str, *, entity: str) 
     feats: dict[str, Feature] = sec.features or {}
     if sec.path:
         path = cfg.resolve(sec.path) or "-"
-        df = io.read_table(path, sec.format, strings=[id_col])
-        require_columns(df, {id_col: f"{entity}.id"}, path=path)
+        parts, separator = events.id_parts(cfg, entity)
+        df = io.read_table(path, sec.format, strings=parts)
+        require_columns(df, {c: f"{entity}.id" for c in parts}, path=path)
+        df = events.with_id(df, parts, separator)
         check_ids(df, id_col, path=path, key=f"{entity}.id", unique=True)
     else:
         path = ipath
         cols = {id_col: f"{entity}.id"} | {f.source(n): f"{entity}.features.{n}" for n, f in feats.items()}
         require_columns(inter, cols, path=path)
-        df = inter.select(list(dict.fromkeys(cols))).unique(subset=id_col, keep="first", maintain_order=True)
+        df = events.catalog(inter, id_col=id_col, features=feats, aggregate=sec.aggregate, path=path, section=entity)
     require_columns(df, {f.source(n): f"{entity}.features.{n}" for n, f in feats.items()}, path=path)
     for name, feat in feats.items():
         check_feature(df, feat.source(name), feat, path=path, key=f"{entity}.features.{name}")
@@ -212,7 +248,7 @@ def _row_lookup(df: pl.DataFrame, id_col: str) -> pl.DataFrame:
 
 def _drop_unknown(pairs: pl.DataFrame, cfg: Config, path: str, report: dict[str, Any], log: Log) -> pl.DataFrame:
     ic = cfg.interactions
-    for side, col, what in (("item_row", ic.item, "item"), ("query_row", ic.query, "query")):
+    for side, col, what in (("item_row", ic.item_column(), "item"), ("query_row", ic.query_column(), "query")):
         unknown = pairs[side].null_count()
         report[f"unknown_{what}_pairs"] = unknown
         if not unknown:
@@ -233,7 +269,9 @@ def _split(pairs: pl.DataFrame, cfg: Config, report: dict[str, Any]) -> tuple[np
     """Deterministic train/test split, then optional down-sampling of training pairs."""
     sp, n = cfg.split, pairs.height
     rng = np.random.default_rng(sp.seed)
-    if sp.method == "random":
+    if sp.group is not None or sp.method == "leave_last_out":
+        is_test = events.test_mask(pairs, cfg, report)  # whole groups on one side; each group's latest
+    elif sp.method == "random":
         is_test = np.zeros(n, bool)
         is_test[rng.permutation(n)[: int(round(n * sp.test_fraction))]] = True
     elif sp.method == "time":
@@ -262,6 +300,55 @@ def _split(pairs: pl.DataFrame, cfg: Config, report: dict[str, Any]) -> tuple[np
     return np.ascontiguousarray(train), np.ascontiguousarray(test)
 
 
+def carve_validation(pairs: pl.DataFrame, train: np.ndarray, cfg: Config,
+                     report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out `split.validation_fraction` of the training pairs as the validation split.
+
+    The rule that made the test split, applied to the training pairs with `validation_fraction` for
+    `test_fraction` (and `split.seed` + 2): `time` takes the latest training pairs (validation lies
+    between training and test in time), `leave_last_out` each group's latest training pairs,
+    `split.group` whole groups; `random`, and `column` (whose column names test only), a uniform
+    sample. Carved after `split.fraction`: train + validation are what a run without one trains on.
+
+    Returns:
+        (train, validation): int32 [n, 2] (query_row, item_row) each, disjoint, in input order.
+    """
+    sp = cfg.split
+    is_val = np.zeros(len(train), bool)
+    if round(len(train) * sp.validation_fraction) and (sp.method != "column" or sp.group is not None):
+        at = _training_positions(pairs, train, cfg)
+        rule = cfg.model_copy(update={"split": sp.model_copy(update={
+            "test_fraction": sp.validation_fraction, "fraction": 1.0, "seed": sp.seed + 2})})
+        try:
+            is_val[_split(pairs[at].with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("item_row")),
+                          rule, {})[1][:, 1]] = True
+        except DataError as e:
+            raise DataError(f"validation split (split.validation_fraction of the training pairs): {e.message}",
+                            hint="change split.validation_fraction (0 = no validation split)") from None
+    elif sp.validation_fraction:
+        is_val[np.random.default_rng(sp.seed + 2).permutation(len(train))[:round(len(train) * sp.validation_fraction)]] = True
+    report.update(validation_fraction=sp.validation_fraction)
+    if is_val.all():
+        raise DataError("the train split is empty after holding out split.validation_fraction",
+                        hint="lower split.validation_fraction (0 = no validation split)")
+    return np.ascontiguousarray(train[~is_val]), np.ascontiguousarray(train[is_val])
+
+
+def _training_positions(pairs: pl.DataFrame, train: np.ndarray, cfg: Config) -> np.ndarray:
+    """Row of `pairs` of each training pair, int64 [len(train)], in the order of `train`.
+
+    `_split` is asked again with each pair's position in place of its item row, which it only
+    carries through (no split rule reads the item row): the training pairs come back as positions.
+    """
+    at = pairs.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("item_row"))
+    pos = _split(at, cfg, {})[0][:, 1].astype(np.int64)
+    rows = np.stack([pairs["query_row"].to_numpy(), pairs["item_row"].to_numpy()], 1)[pos]
+    if not np.array_equal(rows, train):
+        raise RuntimeError("_split no longer carries item rows through unread; "
+                           "carve_validation needs another way to find the training pairs")
+    return pos
+
+
 def _encode_entity(df: pl.DataFrame, id_col: str, feats: dict[str, Feature], *, fit_rows: np.ndarray | None,
                    path: str, section: str) -> tuple[EntityTable, dict[str, encode.Vocab]]:
     features, lengths, specs, vocabs = {}, {}, {}, {}
@@ -284,49 +371,142 @@ def _encode_entity(df: pl.DataFrame, id_col: str, feats: dict[str, Feature], *, 
                        lengths=lengths, specs=specs), vocabs
 
 
+class StoreDamaged(ValueError):
+    """A cache entry that fails its checksums or structure checks (rebuild it)."""
+
+
+def _array_digest(arr: np.ndarray) -> str:
+    """Content digest of an array: dtype, shape and bytes (no file header, so a layout-free identity)."""
+    a = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=16)
+    h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
+def _arrays(store: FeatureStore) -> dict[str, np.ndarray]:
+    """Every array of a store by its file stem."""
+    out: dict[str, np.ndarray] = {}
+    entities = {"items": store.items} | ({} if store.item_to_item else {"queries": store.queries})
+    for ename, table in entities.items():
+        out[f"{ename}.ids"] = table.ids
+        for fname in table.features:
+            out[f"{ename}.f.{fname}"] = table.features[fname]
+            out[f"{ename}.len.{fname}"] = table.lengths[fname]
+    for split, arr in store.splits.items():
+        out[f"split.{split}"] = arr
+    return out
+
+
+def _vocab_json(vocabs: dict[str, Any]) -> str:
+    return json.dumps(vocabs, sort_keys=True, default=io._json_default)
+
+
+def vocab_digest(vocabs_json: dict[str, Any]) -> str:
+    """Digest of one entity's vocabularies as JSON (`Vocab.to_json()` per feature, or read back from vocabs.json)."""
+    return io.digest_bytes(_vocab_json(vocabs_json).encode())
+
+
+def fingerprint(store: FeatureStore) -> dict[str, str]:
+    """What a run depends on, one content digest per part: each split, the items (ids and encoded
+    features), the queries, each entity's vocabularies. Recorded at training; compared on use."""
+    digests = store.digests or {name: _array_digest(a) for name, a in _arrays(store).items()}
+    parts: dict[str, list[str]] = {}
+    for name in sorted(digests):
+        head = name.split(".")[0]
+        parts.setdefault(name if head == "split" else head, []).append(f"{name}={digests[name]}")
+    out = {part: io.digest_bytes("\n".join(v).encode()) for part, v in parts.items()}
+    for entity, vocabs in sorted(store.vocabs.items()):
+        out[f"vocab.{entity}"] = vocab_digest({f: v.to_json() for f, v in vocabs.items()})
+    return out
+
+
+def describe_change(saved: dict[str, str], now: dict[str, str]) -> str:
+    """'the test split, the items' — the parts whose digests differ (for one-line messages)."""
+    names = {"split.train": "the train split", "split.test": "the test split", "split.validation": "the validation split",
+             "items": "the items (ids or features)", "queries": "the queries (ids or features)",
+             "vocab.items": "the item vocabularies", "vocab.queries": "the query vocabularies"}
+    changed = [names.get(p, p) for p in sorted(set(saved) | set(now)) if saved.get(p) != now.get(p)]
+    return ", ".join(changed)
+
+
 def save(store: FeatureStore, path: Path) -> None:
-    """Write the store as .npy arrays + meta.json into `path`, atomically (temp dir + rename)."""
+    """Write the store as .npy arrays + meta.json (with each array's checksum) into `path`, atomically
+    (temp dir + rename); an entry already at `path` (a damaged one being rebuilt) is replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         entities = {"items": store.items} | ({} if store.item_to_item else {"queries": store.queries})
-        for ename, table in entities.items():
-            np.save(tmp / f"{ename}.ids.npy", table.ids)
-            for fname in table.features:
-                np.save(tmp / f"{ename}.f.{fname}.npy", table.features[fname])
-                np.save(tmp / f"{ename}.len.{fname}.npy", table.lengths[fname])
-        for split, arr in store.splits.items():
-            np.save(tmp / f"split.{split}.npy", arr)
+        digests = {}
+        for name, arr in _arrays(store).items():
+            arr = np.ascontiguousarray(arr)
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            digests[name] = _array_digest(arr)
         meta = {"format_version": FORMAT_VERSION, "key": store.key, "report": store.report,
-                "item_to_item": store.item_to_item,
+                "item_to_item": store.item_to_item, "splits": sorted(store.splits), "checksums": digests,
                 "specs": {e: [s.__dict__ for s in t.specs.values()] for e, t in entities.items()},
                 "vocabs": {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()}}
         io.write_json(tmp / "meta.json", meta)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        store.digests = digests
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def load(path: Path) -> FeatureStore:
-    """Memory-map a saved store."""
-    meta = io.read_json(path / "meta.json")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"store format {meta.get('format_version')} != {FORMAT_VERSION}")
+    """Memory-map a saved store, verifying its structure and every array's checksum.
+
+    Raises:
+        StoreDamaged: a file is missing, unreadable, of the wrong type or shape, or fails its checksum.
+    """
+    try:
+        meta = io.read_json(path / "meta.json")
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise StoreDamaged(f"store format {meta.get('format_version') if isinstance(meta, dict) else '?'} "
+                               f"is not {FORMAT_VERSION}")
+        store = _load(path, meta)
+    except StoreDamaged as e:
+        raise StoreDamaged(f"feature-store cache {path} is damaged ({e})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise StoreDamaged(f"feature-store cache {path} is damaged ({type(e).__name__}: "
+                           f"{(str(e).splitlines() or [''])[0][:120]})") from None
+    return store
+
+
+def _load(path: Path, meta: dict[str, Any]) -> FeatureStore:
+    checksums: dict[str, str] = meta["checksums"]
+
+    def arr(name: str, kinds: str, ndim: int) -> np.ndarray:
+        a = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        if a.dtype.kind not in kinds or a.ndim != ndim:
+            raise StoreDamaged(f"{name}.npy holds {a.dtype} with {a.ndim} dimensions")
+        if _array_digest(a) != checksums.get(name):
+            raise StoreDamaged(f"{name}.npy fails its checksum")
+        return a
 
     def table(ename: str) -> EntityTable:
         specs = {s["name"]: FeatureSpec(**s) for s in meta["specs"][ename]}
-        return EntityTable(
-            ids=np.load(path / f"{ename}.ids.npy", mmap_mode="r"),
-            features={f: np.load(path / f"{ename}.f.{f}.npy", mmap_mode="r") for f in specs},
-            lengths={f: np.load(path / f"{ename}.len.{f}.npy", mmap_mode="r") for f in specs},
-            specs=specs)
+        t = EntityTable(ids=arr(f"{ename}.ids", "U", 1),
+                        features={f: arr(f"{ename}.f.{f}", "if", 2) for f in specs},
+                        lengths={f: arr(f"{ename}.len.{f}", "i", 1) for f in specs}, specs=specs)
+        if any(len(a) != t.rows for a in [*t.features.values(), *t.lengths.values()]):
+            raise StoreDamaged(f"{ename} arrays disagree on the number of rows")
+        return t
 
     items = table("items")
-    queries = items if meta["item_to_item"] else table("queries")
-    splits = {s: np.load(path / f"split.{s}.npy", mmap_mode="r") for s in ("train", "test")}
+    queries = items if meta["item_to_item"] is True else table("queries")
+    splits = {s: arr(f"split.{s}", "i", 2) for s in meta.get("splits", ("train", "test"))}
+    for s, a in splits.items():
+        if a.shape[1] != 2 or (len(a) and (a.min() < 0 or a[:, 0].max() >= queries.rows or a[:, 1].max() >= items.rows)):
+            raise StoreDamaged(f"split.{s}.npy holds rows outside the tables")
     vocabs = {e: {f: encode.Vocab.from_json(v) for f, v in vs.items()} for e, vs in meta["vocabs"].items()}
-    return FeatureStore(items=items, queries=queries, splits=splits, vocabs=vocabs, report=meta["report"],
-                        key=meta["key"], path=path)
+    return FeatureStore(items=items, queries=queries, splits=splits, vocabs=vocabs, report=dict(meta["report"]),
+                        key=str(meta["key"]), path=path, digests={k: checksums[k] for k in checksums})
