@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sslkit.errors import ConfigError
 
@@ -117,9 +117,11 @@ class Interactions(_Model):
 
     path: str = Field(description="CSV / Parquet / NDJSON file, a glob, or '-' for stdin.")
     format: FileFormat | None = Field(None, description="Inferred from the extension when omitted.")
+    pairs: PairRule | None = Field(None, description="Build item-to-item pairs from an event log (rule, group).")
     query: Columns | None = Field(
-        None, description="Column holding the query id (an item id in item-to-item mode); a list of columns "
-                          "is a composite key. Omitted when `pairs` builds the pairs.")
+        None, validate_default=True,
+        description="Column holding the query id (an item id in item-to-item mode); a list of columns "
+                    "is a composite key. Omitted when `pairs` builds the pairs.")
     item: Columns = Field(description="Column holding the item id; a list of columns is a composite key.")
     time: str | None = Field(None, description="Optional time column (split.method: time, pairs.rule: next).")
     time_from: list[str] | None = Field(
@@ -128,7 +130,6 @@ class Interactions(_Model):
         None, description="Parse `time` from text with this strptime format, e.g. '%Y-%m-%d %H:%M:%S'.")
     where: str | None = Field(
         None, description="Keep only the rows where this Polars SQL condition holds, e.g. 'rating >= 4'.")
-    pairs: PairRule | None = Field(None, description="Build item-to-item pairs from an event log (rule, group).")
     on_unknown_item: Literal["drop", "error"] = Field(
         "drop", description="Pairs whose item (or item query) is not in the catalog: drop or error."
     )
@@ -137,10 +138,6 @@ class Interactions(_Model):
     def _log_options(self) -> "Interactions":
         _check_columns(self.item, "item")
         _check_columns(self.query, "query")
-        if self.pairs is None and self.query is None:
-            raise ValueError("'query' is required (or 'pairs', to build item-to-item pairs from an event log)")
-        if self.pairs is not None and self.query is not None:
-            raise ValueError("'pairs' builds the query of every pair from the log; drop 'query'")
         if (self.time_from or self.time_format) and not self.time:
             raise ValueError("'time_from' and 'time_format' need 'time' (the name of the time column)")
         if self.time_format is not None and "%" not in self.time_format:
@@ -149,11 +146,22 @@ class Interactions(_Model):
             raise ValueError(f"pairs.rule: {self.pairs.rule} orders events by time: set 'time' (the time column)")
         return self
 
+    @field_validator("query")
+    @classmethod
+    def _query_or_pairs(cls, value: Columns | None, info: ValidationInfo) -> Columns | None:
+        has_pairs = info.data.get("pairs") is not None
+        if value is None and not has_pairs:
+            raise ValueError("required key is missing (or give interactions.pairs, which builds item-to-item "
+                             "pairs from an event log)")
+        if value is not None and has_pairs:
+            raise ValueError("interactions.pairs builds the query of every pair from the log; drop 'query'")
+        return value
+
     @field_validator("where")
     @classmethod
     def _where_parses(cls, value: str | None) -> str | None:
         if value is not None:
-            _parse_where(value)
+            parse_where(value)
         return value
 
     def item_column(self) -> str:
@@ -165,7 +173,7 @@ class Interactions(_Model):
         return id_column(self.query) if self.query is not None else f"query_{self.item_column()}"
 
 
-def _parse_where(text: str) -> Any:
+def parse_where(text: str) -> Any:
     """`interactions.where` as a Polars expression (Polars' SQL parser; never Python eval)."""
     import polars as pl
 

@@ -102,9 +102,10 @@ def _feature_table(title: str, feats: list[dict[str, Any]]) -> Table:
         per_row = f"{vpr['mean']:.1f} / {vpr['p50']:g} / {vpr['p99']:g} / {vpr['max']}" if vpr else "-"
         top = ", ".join(f"{v} ({c:,})" for v, c in f["top_values"][:3])
         rows.append((f["feature"], f["type"], f["cardinality"], f"{f['null_share']:.1%}", per_row,
-                     f"{f['test_oov_share']:.1%}" if "test_oov_share" in f else "-", top))
-    cols = ["feature", "type", "cardinality", "null", "values/row mean/p50/p99/max", "test OOV", "top values"]
-    return table(title, cols, rows, right=["cardinality", "null", "test OOV"])
+                     f.get("truncated_rows", 0), f"{f['test_oov_share']:.1%}" if "test_oov_share" in f else "-", top))
+    cols = ["feature", "type", "cardinality", "null", "values/row mean/p50/p99/max", "truncated rows", "test OOV",
+            "top values"]
+    return table(title, cols, rows, right=["cardinality", "null", "truncated rows", "test OOV"])
 
 
 def render_mi(obj: dict[str, Any]) -> None:

@@ -111,6 +111,7 @@ def feature_stats(table: EntityTable, vocabs: dict[str, Vocab], test_rows: np.nd
                                      "p99": float(np.percentile(lengths, 99)), "max": int(lengths.max()),
                                      "max_len": spec.max_len,
                                      "truncated_share": float((lengths > spec.max_len).mean())}
+        row["truncated_rows"] = int((lengths > spec.max_len).sum())  # values beyond max_len are lost
         row["top_values"] = _top_values(table.features[name], vocab, spec.dense, top)
         if not spec.dense:
             ids = np.asarray(table.features[name])[test_rows]
@@ -152,7 +153,51 @@ def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: 
     }
     if not store.item_to_item:
         result["query_features"] = feature_stats(store.queries, store.vocabs["queries"], np.unique(test[:, 0]))
+    result["warnings"] = dropped_pairs_warnings(store) + [
+        w for entity in store.vocabs for w in separator_warnings(entity, store.vocabs[entity])]
     return result
+
+
+_SEPARATORS = ("|", ";", ",", "/")
+
+
+def separator_warnings(entity: str, vocabs: dict[str, Vocab]) -> list[str]:
+    """Categorical values that are lists in disguise: most rows hold a separator inside one value
+    ('Comedy|Drama'), and the parts repeat across values, so every combination became its own id."""
+    out = []
+    for name, vocab in vocabs.items():
+        if vocab.type not in ("categorical", "multi_categorical") or not vocab.values:
+            continue
+        values, counts = np.asarray(vocab.values, dtype=str), np.asarray(vocab.counts, dtype=np.int64)
+        for sep in _SEPARATORS:
+            has = np.char.find(values, sep) >= 0
+            share = counts[has].sum() / max(counts.sum(), 1)
+            parts = [p.strip() for v in values[has][:10000] for p in v.split(sep)]  # a bounded sample
+            if share >= 0.5 and len(set(parts)) < 0.5 * len(parts):  # the parts repeat: it is a list
+                fix = (f"use type: multi_categorical with separator: '{sep}'" if vocab.type == "categorical"
+                       else f"its separator is not the one the data uses: use separator: '{sep}'")
+                out.append(f"{entity}.features.{name}: {share:.0%} of values hold '{sep}' inside one value "
+                           f"(e.g. '{values[has][0]}'), so each combination is one id — {fix}")
+                break
+    return out
+
+
+def dropped_pairs_warnings(store: FeatureStore) -> list[str]:
+    """A warning, with the likely fix, when most pairs were dropped for an id the tables lack."""
+    r = store.report
+    read, items, queries = r.get("pairs_read") or 0, r.get("unknown_item_pairs", 0), r.get("unknown_query_pairs", 0)
+    if not read or (items + queries) / read <= 0.5:
+        return []
+    head = (f"{items + queries:,} of {read:,} pairs ({(items + queries) / read:.0%}) were dropped as unknown "
+            f"({items:,} for their item id, {queries:,} for their query id)")
+    if queries > items and store.item_to_item:
+        fix = ("the query column does not hold catalog item ids: if it holds users or sessions, set "
+               "queries.kind: entity (see `sslkit init`)")
+    elif queries > items:
+        fix = "add the missing ids to the queries table, or check queries.id"
+    else:
+        fix = "check that interactions.item and items.id hold the same ids (ids are compared as text: '007' ≠ '7')"
+    return [f"{head} — {fix}"]
 
 
 def plot_popularity(store: FeatureStore, path: str) -> None:
