@@ -80,7 +80,8 @@ def render_profile(p: dict[str, Any]) -> None:
     """The `sslkit profile` report, on stdout."""
     pairs, pop = p["pairs"], p["popularity"]
     out.print(f"[bold]{p['mode']}[/bold]: {p['items']:,} items, {p['queries']:,} queries, "
-              f"{pairs['read']:,} pairs read ({pairs['train']:,} train / {pairs['test']:,} test; "
+              f"{pairs['read']:,} pairs read ({pairs['train']:,} train / {pairs.get('validation', 0):,} validation / "
+              f"{pairs['test']:,} test; "
               f"dropped {pairs['dropped_unknown_item']:,} unknown-item, {pairs['dropped_unknown_query']:,} unknown-query)")
     for key, title in (("item_features", "Item features"), ("query_features", "Query features")):
         if key in p:

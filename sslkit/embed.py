@@ -76,7 +76,10 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     state = read_checkpoint(run_dir)
     try:
-        cfg = validate(state["config"], source=str(run_dir / "checkpoint.pt"))
+        config = state["config"]
+        if "validation_fraction" not in config.get("split", {}):  # trained before validation splits existed:
+            config = {**config, "split": {**config.get("split", {}), "validation_fraction": 0.0}}  # on all train pairs
+        cfg = validate(config, source=str(run_dir / "checkpoint.pt"))
         raw = io.read_json(run_dir / "vocabs.json")
         vocabs = {e: {f: encode.Vocab.from_json(v) for f, v in vs.items()} for e, vs in raw.items()}
         item_specs = specs_from(cfg.items.features, vocabs["items"])

@@ -13,15 +13,9 @@ import numpy as np
 from sslkit import io
 from sslkit.errors import DataError
 from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, seeds_bootstrap_ci, summarize
-from sslkit.profile import group_pairs, head_items, item_counts, slice_of_pairs, toppop_topk
+from sslkit.profile import csr_take, group_pairs, head_items, item_counts, seen_items, slice_of_pairs, toppop_topk
+from sslkit.store import training_split
 
-
-def csr_take(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a CSR (indptr, items) in the given order, vectorized: (indptr', items')."""
-    starts, counts = indptr[rows], indptr[np.asarray(rows) + 1] - indptr[rows]
-    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    idx = np.repeat(starts - new_ptr[:-1], counts) + np.arange(new_ptr[-1])
-    return new_ptr, items[idx]
 
 SLICES = ("head", "tail", "cold")
 
@@ -84,10 +78,17 @@ def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.
 
 def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index: str | None = None,
                  exclude_seen: bool | None = None, batch_size: int | None = None, ann_queries: int | None = None,
-                 log: Callable[[str], None] = lambda _: None) -> RunEval:
-    """Embed the catalog, retrieve for every test query, score (DESIGN §5); writes eval.json."""
+                 log: Callable[[str], None] = lambda _: None, split: str = "test") -> RunEval:
+    """Embed the catalog, retrieve for every query of `split`, score (DESIGN §5).
+
+    `split`: "test" (the final table; writes eval.json) or "validation" (tuning and model selection,
+    the pairs `train` validates on; writes eval.validation.json). Both go through this same code with
+    the same options; the options applied are recorded in the result (`split`, `exclude_seen`, ...).
+    """
     from sslkit.embed import embed_table, load_run
 
+    if split not in EVAL_FILES:
+        raise DataError(f"unknown split {split!r}", hint="use test or validation (--split)")
     run = load_run(run_dir)
     cfg = run.cfg
     ks = sorted(set(ks or cfg.eval.k))
@@ -95,8 +96,12 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     exclude_seen = cfg.eval.exclude_seen if exclude_seen is None else exclude_seen
     batch = batch_size or cfg.eval.batch_size
     store = run.store(log)
-    test, train = np.asarray(store.splits["test"]), np.asarray(store.splits["train"])
-    q, indptr, rel = group_pairs(test)
+    train, validation = training_split(store)
+    scored = np.asarray(store.splits["test"]) if split == "test" else validation
+    if not len(scored):
+        raise DataError(f"{run_dir}: the run has no {split} pairs (split.validation_fraction is 0)",
+                        hint="retrain with split.validation_fraction > 0, or evaluate --split test")
+    q, indptr, rel = group_pairs(scored)
     n_items = store.items.rows
     k = min(max(ks), n_items - (1 if store.item_to_item else 0))
     if k < max(ks):
@@ -105,8 +110,11 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     query_table = store.items if store.item_to_item else store.queries
     query_vecs = embed_table(run, query_table.take(q), queries=True)  # item-to-item too: the query tower
     exclude_self = q if store.item_to_item else None
-    seen = _seen(train, q) if exclude_seen else None
-    extra: dict[str, Any] = {"index": index, "queries": int(len(q)), "test_pairs": int(len(rel))}
+    seen = seen_items(train, q) if exclude_seen else None
+    extra: dict[str, Any] = {"split": split, "index": index, "exclude_seen": bool(exclude_seen), "k": ks,
+                             "queries": int(len(q)), "pairs": int(len(rel))}
+    if split == "test":
+        extra["test_pairs"] = int(len(rel))
     extra["seed_group"] = seed_group_key(cfg, store.key)  # runs that differ only by seed share it
     t0 = time.perf_counter()
     if index == "exact":
@@ -131,24 +139,17 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     per_query = compute_metrics(top, indptr, rel, ks)
     train_counts = item_counts(train, n_items)
     labels = slice_of_pairs(rel, train_counts, head_items(train_counts, cfg.eval.head_fraction))
-    pop = summarize(compute_metrics(toppop_topk(train_counts, q, k, store.item_to_item), indptr, rel, ks))
+    pop = summarize(compute_metrics(toppop_topk(train_counts, q, k, store.item_to_item, exclude=seen), indptr, rel, ks))
     extra["toppop"] = {m: v for m, v in pop.items() if m.split("@")[0] in ("recall", "map")}
     metrics = {m: v for m, v in summarize(per_query).items()}
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
                      slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra)
-    io.write_json(Path(run_dir) / "eval.json", result.to_json())
+    io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
     return result
 
 
-def _seen(train: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of each evaluated query's training positives."""
-    tq, tptr, titems = group_pairs(train)
-    pos = np.minimum(np.searchsorted(tq, queries), max(len(tq) - 1, 0))
-    found = (tq[pos] == queries) if len(tq) else np.zeros(len(queries), bool)
-    # queries without training pairs select an empty row: point them at a zero-length slice
-    ptr = np.append(tptr, tptr[-1])
-    rows = np.where(found, pos, len(tptr) - 1)
-    return csr_take(ptr, titems, rows)
+EVAL_FILES = {"test": "eval.json", "validation": "eval.validation.json"}  # split → what evaluate_run writes
+
 
 def _config_summary(cfg: Any) -> dict[str, Any]:
     return {"aug": cfg.ssl.aug, "alpha": cfg.ssl.alpha, "dropout": cfg.ssl.dropout, "seed": cfg.train.seed,

@@ -12,7 +12,7 @@ import numpy as np
 
 from sslkit.encode import Vocab, bucket_labels
 from sslkit.metrics import compute_metrics, summarize
-from sslkit.store import EntityTable, FeatureStore
+from sslkit.store import EntityTable, FeatureStore, all_pairs, training_split
 
 
 def item_counts(pairs: np.ndarray, num_items: int) -> np.ndarray:
@@ -60,22 +60,74 @@ def group_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return queries, indptr, p[:, 1].copy()
 
 
-def toppop_topk(train_counts: np.ndarray, queries: np.ndarray, k: int, item_to_item: bool) -> np.ndarray:
-    """TopPopular: the most frequent training items for everyone (minus the query item itself)."""
-    order = np.lexsort((np.arange(len(train_counts)), -train_counts))[: k + 1]
-    cand = np.broadcast_to(order, (len(queries), len(order)))
-    if not item_to_item:
-        return cand[:, :k].copy()
-    drop = cand == queries[:, None]
-    drop[:, -1] |= ~drop.any(1)
-    return cand[~drop].reshape(len(queries), len(order) - 1)[:, :k]
+def seen_items(train: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr int64 [Q + 1], items int64 [nnz]) of each query's training positives (exclude-seen)."""
+    tq, tptr, titems = group_pairs(train)
+    pos = np.minimum(np.searchsorted(tq, queries), max(len(tq) - 1, 0))
+    found = (tq[pos] == queries) if len(tq) else np.zeros(len(queries), bool)
+    # queries without training pairs select an empty row: point them at a zero-length slice
+    ptr = np.append(tptr, tptr[-1])
+    return csr_take(ptr, titems, np.where(found, pos, len(tptr) - 1))
 
 
-def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1) -> dict[str, Any]:
-    """Concentration of interactions and what a TopPopular recommender would get."""
+def csr_take(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a CSR (indptr, items) in the given order, vectorized: (indptr', items')."""
+    starts, counts = indptr[rows], indptr[np.asarray(rows) + 1] - indptr[rows]
+    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    idx = np.repeat(starts - new_ptr[:-1], counts) + np.arange(new_ptr[-1])
+    return new_ptr, items[idx]
+
+
+def toppop_topk(train_counts: np.ndarray, queries: np.ndarray, k: int, item_to_item: bool,
+                exclude: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """TopPopular under the models' exclusions: the most frequent training items, for every query.
+
+    Args:
+        train_counts: int [N] training pairs per item; ties go to the lower item row.
+        queries: int [Q] query rows (item rows in item-to-item mode, where the query item is excluded).
+        k: results per query.
+        item_to_item: exclude each query's own item.
+        exclude: CSR (indptr int [Q + 1], items int [nnz]) of further item rows to exclude per query,
+            e.g. its training positives (`eval.exclude_seen`), as `sslkit.evaluate.retrieve` takes it.
+
+    Returns:
+        int64 [Q, k] item rows best first; -1 where fewer than k items are left.
+    """
+    n, nq = len(train_counts), len(queries)
+    order = np.lexsort((np.arange(n), -np.asarray(train_counts)))
+    extra = int(item_to_item) + (int(np.diff(exclude[0]).max(initial=0)) if exclude is not None else 0)
+    cand = order[: k + extra]  # enough candidates for any query's exclusions
+    width = len(cand)
+    out = np.full((nq, k), -1, dtype=np.int64)
+    if not extra:
+        out[:, :width] = cand[:k]
+        return out
+    rank = np.full(n, -1, dtype=np.int64)
+    rank[cand] = np.arange(width)
+    block = max(1, (1 << 22) // max(width, 1))  # queries per block: bounded memory
+    for q0 in range(0, nq, block):
+        q1 = min(nq, q0 + block)
+        banned = np.zeros((q1 - q0, width), bool)
+        if item_to_item:
+            banned |= cand[None, :] == np.asarray(queries[q0:q1])[:, None]
+        if exclude is not None:
+            ptr = np.asarray(exclude[0], dtype=np.int64)
+            r = rank[np.asarray(exclude[1][ptr[q0]:ptr[q1]], dtype=np.int64)]
+            owner = np.repeat(np.arange(q1 - q0), np.diff(ptr[q0:q1 + 1]))
+            banned[owner[r >= 0], r[r >= 0]] = True
+        keep = np.argsort(banned, axis=1, kind="stable")[:, :k]  # unbanned first, in popularity order
+        top = cand[keep]
+        top[np.take_along_axis(banned, keep, axis=1)] = -1
+        out[q0:q1, :top.shape[1]] = top
+    return out
+
+
+def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1,
+               exclude_seen: bool = False) -> dict[str, Any]:
+    """Concentration of interactions (all splits) and what a TopPopular recommender gets on test."""
     n_items = store.items.rows
-    train, test = np.asarray(store.splits["train"]), np.asarray(store.splits["test"])
-    counts = item_counts(np.concatenate([train, test]), n_items)
+    train, test = training_split(store)[0], np.asarray(store.splits["test"])
+    counts = item_counts(all_pairs(store), n_items)
     ranked = np.sort(counts)[::-1]
     total = max(int(counts.sum()), 1)
     share = {f"top_{p}pct_items_share": float(ranked[: max(1, int(np.ceil(n_items * p / 100)))].sum() / total)
@@ -83,12 +135,14 @@ def popularity(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fractio
     train_counts = item_counts(train, n_items)
     in_test = train_counts[test[:, 1]]
     # TopPopular exactly as `sslkit eval` reports it: test pairs grouped by query (de-duplicated),
-    # Recall@K per query, the query item excluded in item-to-item mode, averaged over queries
+    # Recall@K per query, the query item excluded in item-to-item mode (and, with exclude_seen, the
+    # query's training positives), averaged over queries
     q, indptr, rel = group_pairs(test)
     kk = [k for k in ks if k <= n_items - int(store.item_to_item)]
     toppop = {}
     if len(q) and kk:
-        top = toppop_topk(train_counts, q, max(kk), store.item_to_item)
+        top = toppop_topk(train_counts, q, max(kk), store.item_to_item,
+                          exclude=seen_items(train, q) if exclude_seen else None)
         toppop = {f"toppop_{m}": v for m, v in summarize(compute_metrics(top, indptr, rel, kk)).items()
                   if m.startswith("recall")}
     labels = slice_of_pairs(rel, train_counts, head_items(train_counts, head_fraction))
@@ -138,18 +192,19 @@ def _top_values(ids: np.ndarray, vocab: Vocab, dense: bool, top: int) -> list[li
     return [[v, int(c)] for v, c in zip(vocab.values[:top], vocab.counts[:top])]
 
 
-def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1) -> dict[str, Any]:
+def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1,
+            exclude_seen: bool = False) -> dict[str, Any]:
     """The whole profile as one JSON-able dict."""
-    train, test = np.asarray(store.splits["train"]), np.asarray(store.splits["test"])
+    (train, validation), test = training_split(store), np.asarray(store.splits["test"])
     r = store.report
     result: dict[str, Any] = {
         "pairs": {"read": r.get("pairs_read"), "dropped_unknown_item": r.get("unknown_item_pairs", 0),
                   "dropped_unknown_query": r.get("unknown_query_pairs", 0), "train": len(train),
-                  "test": len(test), "train_fraction": r.get("fraction", 1.0)},
+                  "validation": len(validation), "test": len(test), "train_fraction": r.get("fraction", 1.0)},
         "items": store.items.rows, "queries": store.queries.rows,
         "mode": "item-to-item" if store.item_to_item else "user-to-item",
         "item_features": feature_stats(store.items, store.vocabs["items"], np.unique(test[:, 1])),
-        "popularity": popularity(store, ks, head_fraction),
+        "popularity": popularity(store, ks, head_fraction, exclude_seen),
     }
     if not store.item_to_item:
         result["query_features"] = feature_stats(store.queries, store.vocabs["queries"], np.unique(test[:, 0]))
@@ -204,8 +259,7 @@ def plot_popularity(store: FeatureStore, path: str) -> None:
     """Popularity CDF (paper Fig. 4): share of interactions covered by the top x% of items."""
     from sslkit.plots import figure, save_figure
 
-    pairs = np.concatenate([np.asarray(store.splits["train"]), np.asarray(store.splits["test"])])
-    counts = np.sort(item_counts(pairs, store.items.rows))[::-1]
+    counts = np.sort(item_counts(all_pairs(store), store.items.rows))[::-1]
     x = np.arange(1, len(counts) + 1) / len(counts) * 100
     y = np.cumsum(counts) / max(counts.sum(), 1) * 100
     fig, ax = figure()

@@ -42,7 +42,8 @@ def test_every_command_has_help(runner: CliRunner) -> None:
 def test_profile_json(data: Path, runner: CliRunner) -> None:
     p = json.loads(ok(runner, "profile", data / "schema.yaml", "--json"))
     assert p["mode"] == "item-to-item" and p["items"] == 300
-    assert p["pairs"]["train"] + p["pairs"]["test"] == p["pairs"]["read"]
+    assert p["pairs"]["train"] + p["pairs"]["validation"] + p["pairs"]["test"] == p["pairs"]["read"]
+    assert p["pairs"]["validation"] == round(0.1 * (p["pairs"]["read"] - p["pairs"]["test"]))  # split.validation_fraction
     feats = {f["feature"]: f for f in p["item_features"]}
     assert feats["item_id"]["cardinality"] == 300 and feats["tags"]["values_per_row"]["max"] <= 5
     pop = p["popularity"]
@@ -228,13 +229,17 @@ def test_recommend_user_to_item_by_id_and_by_features(tiny_dir: Path, runner: Cl
     assert "line 2: unknown query id 'nobody'" in r.stderr
 
 
-def test_eval_uses_the_query_tower_like_training_validation(trained: Path, runner: CliRunner) -> None:
-    """Item-to-item queries go through the query tower: eval over all test queries == the last validation."""
-    r = json.loads(ok(runner, "eval", trained / "cfm", "--json"))["runs"][0]
+def test_eval_split_validation_equals_the_last_training_validation(trained: Path, runner: CliRunner) -> None:
+    """`eval --split validation` scores the pairs train validated on, the same way (query tower, exclusions)."""
+    r = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--split", "validation"))["runs"][0]
     summary = json.loads((trained / "cfm/summary.json").read_text())
-    assert r["queries"] <= 1000  # train.eval_queries: the validation sample is the whole test set
+    assert r["split"] == "validation" and 0 < r["queries"] <= 1000  # train.eval_queries: the sample is the whole split
     for k in (10, 50):
         assert r["metrics"][f"recall@{k}"] == pytest.approx(summary["validation"][f"val_recall@{k}"], abs=1e-9)
+        assert r["toppop"][f"recall@{k}"] == pytest.approx(summary["validation"][f"val_toppop_recall@{k}"], abs=1e-12)
+    assert (trained / "cfm/eval.validation.json").exists()
+    test = json.loads(ok(runner, "eval", trained / "cfm", "--json"))["runs"][0]
+    assert test["split"] == "test" and test["metrics"] != r["metrics"]
 
 
 def test_item_to_item_queries_use_the_query_tower_in_embed_and_recommend(trained: Path, runner: CliRunner,
@@ -265,7 +270,7 @@ def test_run_trained_from_stdin_is_evaluated_later(data: Path, runner: CliRunner
     cached = json.loads((out / "run.json").read_text())["feature_store"]["path"]
     assert cached and (Path(cached) / "meta.json").exists()
     trained = json.loads(r.stdout)["val_recall@50"]
-    r = runner.invoke(app, ["-q", "eval", str(out), "--json"])  # no input: must not read stdin again
+    r = runner.invoke(app, ["-q", "eval", str(out), "--json", "--split", "validation"])  # must not read stdin again
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["runs"][0]["metrics"]["recall@50"] == pytest.approx(trained)
     # the same bytes piped again reuse that store (same content key)

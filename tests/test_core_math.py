@@ -144,7 +144,7 @@ def test_masks_partition_and_dropout_rate() -> None:
 
 
 def test_csr_take_and_seen_positives() -> None:
-    from sslkit.evaluate import _seen, csr_take
+    from sslkit.profile import csr_take, seen_items as _seen
 
     indptr, items = np.array([0, 2, 2, 5]), np.array([7, 8, 1, 2, 3])
     ptr, got = csr_take(indptr, items, np.array([2, 1, 0]))

@@ -1,0 +1,131 @@
+"""The validation split (carved from training pairs) and every number scored under the same options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sslkit.cli import app
+from sslkit.config import load_config
+from sslkit.store import build, training_split
+
+
+def ok(runner: CliRunner, *args: object) -> str:
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    return r.stdout
+
+
+def _timed(tmp_path: Path, n: int = 400) -> Path:
+    """Item-to-item pairs with distinct (query, item) and a distinct, shuffled time per pair."""
+    rng = np.random.default_rng(3)
+    items = [f"i{j:03d}" for j in range(60)]
+    (tmp_path / "items.csv").write_text("item_id,color\n" + "".join(f"{i},c{j % 5}\n" for j, i in enumerate(items)))
+    flat = rng.choice(60 * 60, size=n, replace=False)
+    ts = rng.permutation(n)
+    (tmp_path / "pairs.csv").write_text("q,i,ts\n" + "".join(
+        f"{items[f // 60]},{items[f % 60]},{t}\n" for f, t in zip(flat, ts)))
+    (tmp_path / "schema.yaml").write_text(
+        "interactions: {path: pairs.csv, query: q, item: i, time: ts}\n"
+        "items: {path: items.csv, id: item_id, features: {item_id: {type: categorical}, color: {type: categorical}}}\n")
+    return tmp_path / "schema.yaml"
+
+
+def _keys(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return set(map(tuple, np.asarray(pairs).tolist()))
+
+
+def test_random_validation_is_a_seeded_share_of_the_training_pairs(tmp_path: Path) -> None:
+    schema = _timed(tmp_path)
+    none = build(load_config(schema, ["split.validation_fraction=0"]))
+    store = build(load_config(schema, ["split.validation_fraction=0.25"]))
+    train, val = training_split(store)
+    assert len(training_split(none)[1]) == 0 and len(val) == round(0.25 * len(none.splits["train"]))
+    assert np.array_equal(store.splits["test"], none.splits["test"])  # the test split is untouched
+    assert _keys(train) | _keys(val) == _keys(none.splits["train"]) and not _keys(train) & _keys(val)
+    assert store.report["validation"] == len(val) and store.report["train"] == len(train)
+    again = build(load_config(schema, ["split.validation_fraction=0.25"]))
+    other = build(load_config(schema, ["split.validation_fraction=0.25", "split.seed=1"]))
+    assert np.array_equal(again.splits["validation"], val) and not np.array_equal(other.splits["validation"], val)
+
+
+def test_time_split_validation_is_the_latest_training_pairs(tmp_path: Path) -> None:
+    schema = _timed(tmp_path)
+    store = build(load_config(schema, ["split.method=time", "split.validation_fraction=0.2"]))
+    lines = [ln.split(",") for ln in (tmp_path / "pairs.csv").read_text().splitlines()[1:]]
+    ids = list(np.asarray(store.items.ids))
+    when = {(ids.index(q), ids.index(i)): int(t) for q, i, t in lines}
+    train, val = training_split(store)
+    t_train, t_val, t_test = ([when[k] for k in _keys(a)] for a in (train, val, store.splits["test"]))
+    assert len(t_val) == round(0.2 * (len(t_train) + len(t_val)))
+    assert max(t_train) < min(t_val) and max(t_val) < min(t_test)
+
+
+def test_validation_fraction_that_leaves_no_training_pairs_is_an_error(tmp_path: Path, runner: CliRunner) -> None:
+    schema = _timed(tmp_path)
+    r = runner.invoke(app, ["profile", str(schema), "--set", "split.validation_fraction=0.9999"])
+    assert r.exit_code == 1 and "split.validation_fraction" in r.stderr
+
+
+def test_toppop_topk_applies_every_exclusion_like_a_naive_loop() -> None:
+    from sslkit.profile import seen_items, toppop_topk
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=40)
+    train = np.stack([rng.integers(0, 40, 300), rng.integers(0, 40, 300)], 1)
+    queries = np.array([0, 3, 7, 39, 12])
+    for item_to_item in (False, True):
+        seen = seen_items(train, queries)
+        got = toppop_topk(counts, queries, 10, item_to_item, exclude=seen)
+        order = sorted(range(40), key=lambda j: (-counts[j], j))
+        for row, q in enumerate(queries):
+            banned = set(seen[1][seen[0][row]:seen[0][row + 1]].tolist()) | ({int(q)} if item_to_item else set())
+            want = [j for j in order if j not in banned][:10]
+            assert got[row].tolist() == want + [-1] * (10 - len(want))
+    assert toppop_topk(counts, queries, 10, False).tolist() == [order[:10]] * len(queries)
+
+
+@pytest.fixture(scope="module")
+def users_run(tiny_dir: Path) -> Path:
+    out = tiny_dir / "runs/users-seen"
+    ok(CliRunner(), "-q", "train", tiny_dir / "schema_users.yaml", "--epochs", "2", "--batch-size", "128",
+       "--set", "eval.exclude_seen=true", "--out", out)
+    return out
+
+
+def test_eval_exclude_seen_applies_to_toppop_too(users_run: Path, runner: CliRunner) -> None:
+    """TopPopular is scored under the same exclusions as the models (it used to ignore exclude-seen)."""
+    runs = {flag: json.loads(ok(runner, "eval", users_run, "--json", flag))["runs"][0]
+            for flag in ("--include-seen", "--exclude-seen")}
+    assert runs["--exclude-seen"]["toppop"] != runs["--include-seen"]["toppop"]
+    assert runs["--exclude-seen"]["exclude_seen"] is True and runs["--include-seen"]["exclude_seen"] is False
+    for r in runs.values():  # the options applied are recorded in eval.json
+        assert {r["split"], r["index"], tuple(r["k"])} == {"test", "exact", (10, 50)} and r["pairs"] > 0
+
+
+def test_training_validation_scores_like_eval_split_validation(users_run: Path, runner: CliRunner) -> None:
+    """eval.exclude_seen holds in training's validation too; TopPopular of the same sample beside it."""
+    summary = json.loads((users_run / "summary.json").read_text())["validation"]
+    seen = json.loads(ok(runner, "eval", users_run, "--json", "--split", "validation"))["runs"][0]
+    unseen = json.loads(ok(runner, "eval", users_run, "--json", "--split", "validation", "--include-seen"))["runs"][0]
+    assert seen["exclude_seen"] is True and seen["queries"] <= 1000  # the sample is the whole validation split
+    for k in (10, 50):
+        assert summary[f"val_recall@{k}"] == pytest.approx(seen["metrics"][f"recall@{k}"], abs=1e-9)
+        assert summary[f"val_toppop_recall@{k}"] == pytest.approx(seen["toppop"][f"recall@{k}"], abs=1e-12)
+    assert seen["metrics"]["recall@50"] != unseen["metrics"]["recall@50"]
+
+
+def test_eval_split_validation_without_a_validation_split_is_an_error(tiny_dir: Path, runner: CliRunner,
+                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "noval"
+    ok(runner, "-q", "train", tiny_dir / "schema.yaml", "--steps", "2", "--batch-size", "64",
+       "--set", "split.validation_fraction=0", "--out", out)
+    assert json.loads((out / "summary.json").read_text())["validation"] == {}
+    r = runner.invoke(app, ["eval", str(out), "--split", "validation"])
+    assert r.exit_code == 1 and "no validation pairs" in r.stderr
+    r = runner.invoke(app, ["eval", str(out), "--split", "train"])
+    assert r.exit_code == 2 and "--split" in r.stderr
