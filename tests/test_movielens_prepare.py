@@ -6,6 +6,7 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -32,24 +33,81 @@ def load_prepare():
     return mod
 
 
-@pytest.fixture()
-def built(tmp_path: Path) -> Path:
+def fake_wheel(tmp_path: Path, files: dict[str, str]) -> Path:
     prep = load_prepare()
     wheel = tmp_path / prep.WHEEL
     with zipfile.ZipFile(wheel, "w") as z:
-        for ext, text in FILES.items():
+        for ext, text in files.items():
             z.writestr(prep.PREFIX + ext, text)
-    prep.main(["--wheel", str(wheel), "--out", str(tmp_path / "data")])
+    return wheel
+
+
+@pytest.fixture()
+def built(tmp_path: Path) -> Path:
+    load_prepare().main(["--wheel", str(fake_wheel(tmp_path, FILES)), "--out", str(tmp_path / "data")])
     return tmp_path / "data"
 
 
-def test_pairs_are_consecutive_positives_in_each_timeline(built: Path) -> None:
-    pairs = pl.read_parquet(built / "pairs.parquet")
-    # user 1 positives by (ts, item): 10@100, 12@102, 13@102 (11 is rated 2); user 2: 13@50, 10@60
-    assert pairs.select("query_item", "item_id", "user_id").rows() == [("10", "12", "1"), ("12", "13", "1"),
-                                                                         ("13", "10", "2")]
-    assert pairs["ts"].to_list() == [102, 102, 60]
-    assert pl.read_parquet(built / "user_pairs.parquet").height == 5
+# The pair rule prepare.py applied before the schema could say it (kept here as the reference).
+def old_positives(inter: pl.DataFrame) -> pl.DataFrame:
+    inter = inter.select(pl.col("user_id"), pl.col("item_id"), pl.col("rating").cast(pl.Float64),
+                         pl.col("timestamp").cast(pl.Float64).cast(pl.Int64).alias("ts"))
+    return inter.filter(pl.col("rating") >= 4).sort([pl.col("user_id").cast(pl.Int64), "ts",
+                                                     pl.col("item_id").cast(pl.Int64)])
+
+
+def old_build_pairs(pos: pl.DataFrame) -> pl.DataFrame:
+    nxt = pos.with_columns(pl.col("item_id").shift(-1).over("user_id").alias("next_item"),
+                           pl.col("ts").shift(-1).over("user_id").alias("next_ts"))
+    return (nxt.filter(pl.col("next_item").is_not_null())
+            .select(pl.col("item_id").alias("query_item"), pl.col("next_item").alias("item_id"),
+                    pl.col("user_id"), pl.col("next_ts").alias("ts")))
+
+
+def synthetic_ratings(n: int = 3000, seed: int = 0) -> pl.DataFrame:
+    """Ratings with ids of several digit counts ('9' < '10' as numbers) and many same-second ratings."""
+    rng = np.random.default_rng(seed)
+    frame = pl.DataFrame({"user_id": rng.integers(1, 120, n).astype(str), "item_id": rng.integers(1, 400, n).astype(str),
+                          "rating": rng.integers(1, 6, n).astype(str), "timestamp": rng.integers(0, 300, n).astype(str)})
+    return frame.unique(["user_id", "item_id"], keep="first", maintain_order=True)  # one rating per (user, movie)
+
+
+@pytest.mark.parametrize("name", ["schema.yaml", "schema_users.yaml"])
+def test_the_schemas_build_exactly_the_old_scripts_pairs(tmp_path: Path, name: str) -> None:
+    from sslkit import events, io
+    from sslkit.config import load_config
+    from sslkit.store import build
+
+    inter = synthetic_ratings()
+    items = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + "".join(
+        f"{i}\tFilm {i}\t1990\tDrama\n" for i in range(1, 400))
+    header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    users = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n" + "".join(
+        f"{u}\t30\tF\tother\t12345\n" for u in range(1, 120))
+    files = dict(FILES, inter=header + inter.write_csv(separator="\t", include_header=False), item=items, user=users)
+    load_prepare().main(["--wheel", str(fake_wheel(tmp_path, files)), "--out", str(tmp_path / "data")])
+    (tmp_path / name).write_text((ROOT / "examples/movielens" / name).read_text())
+    cfg = load_config(tmp_path / name)
+
+    pos = old_positives(inter)
+    expected = (old_build_pairs(pos).select("query_item", "item_id", "ts") if name == "schema.yaml"
+                else pos.select("user_id", "item_id", "ts"))
+    path = cfg.resolve(cfg.interactions.path) or ""
+    _, pairs, _ = events.read_log(io.read_table(path, strings=events.id_sources(cfg)), cfg, path=path, log=print)
+    assert expected.height > 1000
+    assert pairs.select(cfg.interactions.query_column(), "item_id", "ts").rows() == expected.rows()  # same order too
+    store = build(cfg)
+    ids = (store.queries.ids, store.items.ids)
+    got = sorted((str(ids[0][q]), str(ids[1][i])) for split in store.splits.values() for q, i in split)
+    assert got == sorted(expected.select(expected.columns[:2]).rows())
+
+
+def test_ratings_log_is_unpacked_whole_and_ordered(built: Path) -> None:
+    log = pl.read_parquet(built / "ratings.parquet")
+    assert log.columns == ["user_id", "item_id", "rating", "ts"]
+    assert log.select("user_id", "item_id").rows() == [("1", "10"), ("1", "11"), ("1", "12"), ("1", "13"),
+                                                       ("2", "13"), ("2", "10"), ("3", "12")]
+    assert not (built / "pairs.parquet").exists()
 
 
 def test_item_features_from_the_catalog_and_freebase(built: Path) -> None:

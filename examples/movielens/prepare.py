@@ -1,4 +1,4 @@
-"""Build the MovieLens-100K example (with Freebase item features) for sslkit.
+"""Download and unpack the MovieLens-100K example (with Freebase item features) for sslkit.
 
     python examples/movielens/prepare.py                     # from the recbole==1.2.1 wheel on PyPI
     python examples/movielens/prepare.py --zip ml-100k.zip   # from the official GroupLens archive
@@ -12,14 +12,15 @@ MovieLens is committed to this repository.
 
 Writes, under `--out` (default: `examples/movielens/data/`):
 
+* `ratings.parquet` — the rating log as it comes: user_id, item_id, rating, ts (one row per
+  rating, ordered by user, time, item). The schemas turn it into pairs: `schema.yaml` keeps the
+  ratings >= 4 (`interactions.where`) and pairs each movie in a user's timeline with the next
+  one (`interactions.pairs`, rule next); `schema_users.yaml` keeps the same ratings as
+  user → movie pairs. No pair is built here.
 * `items.parquet`  — item_id, title (text), year, decade, genres (list) and the Freebase lists
   actors, directors, writers, producers, languages, countries, companies, rating (content
-  rating), subjects.
-* `pairs.parquet`  — item-to-item pairs (the paper's setting): in each user's timeline of
-  positively rated movies (rating >= 4, ordered by timestamp then item id), every movie is a
-  query and the next one is its target: `query_item, item_id, user_id, ts`.
-* `users.parquet`, `user_pairs.parquet` — user features (age bucket, gender, occupation,
-  zip prefix) and the user → positively rated movie pairs, for the user-to-item schema.
+  rating), subjects: the knowledge graph's (head, relation, tail) triples gathered per movie.
+* `users.parquet`  — user features (age bucket, gender, occupation, zip prefix).
 
 Deterministic: the same source gives byte-identical files.
 """
@@ -38,7 +39,6 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
 PREFIX = "recbole/dataset_example/ml-100k/ml-100k."
-POSITIVE = 4  # rating threshold for a positive interaction
 
 # Freebase relations whose head is the film entity → item feature name.
 KG_FEATURES = {
@@ -140,21 +140,12 @@ def build_items(src: Source) -> pl.DataFrame:
     return items.with_columns(pl.col("item_id").cast(pl.Int64)).sort("item_id").with_columns(pl.col("item_id").cast(pl.Utf8))
 
 
-def positives(src: Source) -> pl.DataFrame:
+def ratings(src: Source) -> pl.DataFrame:
+    """The rating log, typed, in a fixed order (user, time, item; ids compared as numbers)."""
     inter = src.table("inter").select(
         pl.col("user_id"), pl.col("item_id"),
         pl.col("rating").cast(pl.Float64), pl.col("timestamp").cast(pl.Float64).cast(pl.Int64).alias("ts"))
-    return (inter.filter(pl.col("rating") >= POSITIVE)
-            .sort([pl.col("user_id").cast(pl.Int64), "ts", pl.col("item_id").cast(pl.Int64)]))
-
-
-def build_pairs(pos: pl.DataFrame) -> pl.DataFrame:
-    """Consecutive positives in each user's timeline: seed → next."""
-    nxt = pos.with_columns(pl.col("item_id").shift(-1).over("user_id").alias("next_item"),
-                           pl.col("ts").shift(-1).over("user_id").alias("next_ts"))
-    return (nxt.filter(pl.col("next_item").is_not_null())
-            .select(pl.col("item_id").alias("query_item"), pl.col("next_item").alias("item_id"),
-                    pl.col("user_id"), pl.col("next_ts").alias("ts")))
+    return inter.sort([pl.col("user_id").cast(pl.Int64), "ts", pl.col("item_id").cast(pl.Int64)])
 
 
 def build_users(src: Source) -> pl.DataFrame:
@@ -189,18 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     src = Source.from_grouplens(args.zip, wheel) if args.zip else wheel
     assert src is not None
     args.out.mkdir(parents=True, exist_ok=True)
-    items = build_items(src)
-    pos = positives(src)
-    pairs = build_pairs(pos)
-    users = build_users(src)
+    items, log, users = build_items(src), ratings(src), build_users(src)
     write(items, args.out / "items.parquet")
-    write(pairs, args.out / "pairs.parquet")
+    write(log, args.out / "ratings.parquet")
     write(users, args.out / "users.parquet")
-    write(pos.select("user_id", "item_id", "ts"), args.out / "user_pairs.parquet")
     with_kg = items.filter(pl.col("actors").list.len() > 0).height
-    print(f"wrote {args.out}: {items.height:,} items ({with_kg:,} with Freebase features), "
-          f"{pairs.height:,} item-to-item pairs, {users.height:,} users, {pos.height:,} user-to-item pairs",
-          file=sys.stderr)
+    print(f"wrote {args.out}: {log.height:,} ratings by {users.height:,} users of {items.height:,} movies "
+          f"({with_kg:,} with Freebase features)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def log(msg: str) -> None:
 
 
 def ensure_data() -> None:
-    if (HERE / "data/pairs.parquet").exists():
+    if (HERE / "data/ratings.parquet").exists():
         return
     spec = importlib.util.spec_from_file_location("ml_prepare", HERE / "prepare.py")
     mod = importlib.util.module_from_spec(spec)
