@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sslkit import __version__, io
+from sslkit import NUMERICS_VERSION, __version__, io, source_revision
 from sslkit.config import Config, dump_config
 from sslkit.errors import CheckpointError
 
@@ -95,5 +95,6 @@ def run_metadata(store: Any, argv: list[str] | None, device: torch.device, preci
     return {"argv": argv or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "feature_store": {"key": store.key, "path": str(store.path) if store.path else None},
             "device": str(device), "precision": precision, "python": platform.python_version(),
+            "numerics": NUMERICS_VERSION, "source": source_revision(),  # source: git commit or None
             "versions": {"sslkit": __version__, "torch": torch.__version__, "polars": polars.__version__,
                          "numpy": numpy.__version__, "pydantic": pydantic.__version__}}

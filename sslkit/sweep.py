@@ -103,10 +103,16 @@ def _fmt(v: Any) -> str:
 
 
 def config_hash(cfg: Config) -> str:
-    """Hash of everything that changes a run's result (not where the schema file lives)."""
+    """Hash of everything that changes a run's result (not where the schema file lives).
+
+    The config, plus the sslkit version and `NUMERICS_VERSION`: a cell trained by other training
+    arithmetic gets another name, so it is retrained instead of mixed in.
+    """
+    import sslkit
     from sslkit.train import training_precision  # torch: imported only where cells are named
 
     data = {k: v for k, v in dump_config(cfg).items() if k not in ("base_dir", "cache_dir")}
+    data["sslkit"] = {"version": sslkit.__version__, "numerics": sslkit.NUMERICS_VERSION}
     data["train"] = {k: v for k, v in data["train"].items() if k not in ("log_every", "device")}
     if training_precision(cfg) == "fp32":  # as cells were named before the setting existed
         del data["train"]["precision"]

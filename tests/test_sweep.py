@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,32 @@ def test_damaged_results_are_evaluated_again(data: Path, tmp_path: Path, runner:
     assert "unreadable evaluation" in " ".join(r.stderr.split()) and cell.dir.name in err
     assert json.loads(r.stdout)["groups"] == json.loads(first.stdout)["groups"]
     assert cell_status(cell) == "done" and "metrics" in json.loads((cell.dir / "eval.json").read_text())
+
+
+def test_numerics_version_and_sslkit_version_name_new_cells(data: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells trained by other training arithmetic are never reused: they get another name."""
+    import sslkit
+
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
+    before = [c.dir for c in load_sweep(spec).cells]
+    monkeypatch.setattr(sslkit, "NUMERICS_VERSION", sslkit.NUMERICS_VERSION + 1)
+    bumped = [c.dir for c in load_sweep(spec).cells]
+    monkeypatch.setattr(sslkit, "__version__", "99.0")
+    other = [c.dir for c in load_sweep(spec).cells]
+    assert len(set(before) | set(bumped) | set(other)) == 3 * len(before)
+
+
+def test_run_json_records_numerics_and_source(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    import sslkit
+
+    r = runner.invoke(app, ["-q", "train", str(data / "schema.yaml"), "--out", str(tmp_path / "run"),
+                            "--set", "train.steps=1", "--set", "train.batch_size=64", "--set", "model.hidden=[8]"])
+    assert r.exit_code == 0, r.stderr
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["numerics"] == sslkit.NUMERICS_VERSION
+    src = meta["source"]
+    if shutil.which("git") and (Path(sslkit.__file__).parents[1] / ".git").exists():  # a checkout
+        assert len(src["commit"]) == 40 and isinstance(src["dirty"], bool)
+    else:
+        assert src is None
