@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from sslkit.cli import app
 from sslkit.errors import ConfigError
-from sslkit.metrics import seeds_bootstrap_ci
+from sslkit.metrics import (expansion_factor, null_false_positive_rate, paired_seeds_bootstrap_ci, seeds_bootstrap_ci,
+                            t_quantile)
 from sslkit.sweep import cell_status, load_sweep
 
 
@@ -209,3 +210,72 @@ def test_run_json_records_numerics_and_source(data: Path, tmp_path: Path, runner
         assert len(src["commit"]) == 40 and isinstance(src["dirty"], bool)
     else:
         assert src is None
+
+
+def _seed_shift_data(rng: np.random.Generator, *, seeds: int = 5, queries: int = 200, shift: float = 0.03,
+                     gain: float = 0.0, shared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query metrics of two arms: a per-query level, a per-seed shift (shared by seed s of both
+    arms when `shared`, as the same init and batch order make them), per-(seed, query) noise."""
+    mu = rng.beta(1.0, 2.5, queries)
+    a = rng.normal(0, shift, (seeds, 1))
+    b = a if shared else rng.normal(0, shift, (seeds, 1))
+    base = mu + a + rng.normal(0, 0.05, (seeds, queries))
+    treat = mu * (1 + gain) + b + rng.normal(0, 0.05, (seeds, queries))
+    return base, treat
+
+
+def test_paired_seeds_bootstrap_null_false_positive_rate_is_nominal() -> None:
+    """A null whose per-seed shifts dominate: 5 seeds per arm, no real difference. The old
+    seeds+queries bootstrap calls a difference far more often than its stated 5%."""
+    rng = np.random.default_rng(0)
+    old = new = 0
+    reps = 150
+    for r in range(reps):
+        base, treat = _seed_shift_data(rng)
+        c = paired_seeds_bootstrap_ci(base, treat, n_boot=300, seed=r)
+        new += c["low"] > 0 or c["high"] < 0
+        o = seeds_bootstrap_ci(base, treat, n_boot=300, seed=r)
+        old += o["low"] > 0 or o["high"] < 0
+        assert c["seeds"] == 5 and c["expansion"] > 1.2  # seeds dominate: df near S − 1
+    assert old / reps > 0.10
+    assert 0.01 <= new / reps <= 0.09
+
+
+def test_paired_seeds_bootstrap_covers_a_known_shift_and_pairing_narrows_it() -> None:
+    rng = np.random.default_rng(1)
+    covered, widths, unpaired = 0, [], []
+    reps = 60
+    for r in range(reps):
+        base, treat = _seed_shift_data(rng, gain=0.1, shared=True)
+        true = treat.mean() / base.mean() - 1  # differs from 0.1 by the noise only
+        c = paired_seeds_bootstrap_ci(base, treat, n_boot=300, seed=r)
+        covered += c["low"] <= 0.1 <= c["high"]
+        assert c["relative"] == pytest.approx(true) and c["low"] <= c["relative"] <= c["high"]
+        widths.append(c["high"] - c["low"])
+        o = seeds_bootstrap_ci(base, treat, n_boot=300, seed=r)
+        unpaired.append(o["high"] - o["low"])
+    assert covered / reps >= 0.9
+    assert np.median(widths) < 0.6 * np.median(unpaired)  # the shared seed shift cancels
+    with pytest.raises(ValueError, match="same non-empty"):
+        paired_seeds_bootstrap_ci(base, treat[:3])
+
+
+def test_t_quantile_and_expansion() -> None:
+    assert t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)
+    assert t_quantile(0.95, 30) == pytest.approx(1.6973, abs=1e-4)
+    assert expansion_factor(1e9) == 1.0 and expansion_factor(4) == pytest.approx(1.5838, abs=1e-3)
+    one_seed = paired_seeds_bootstrap_ci(np.full((1, 50), 0.5), np.linspace(0.4, 0.7, 50)[None])
+    assert one_seed["df"] == pytest.approx(49) and one_seed["expansion"] < 1.05  # queries only
+
+
+def test_null_false_positive_rate_over_splits_of_runs() -> None:
+    rng = np.random.default_rng(2)
+    runs = rng.beta(1.0, 2.5, 100) + rng.normal(0, 0.03, (8, 1)) + rng.normal(0, 0.05, (8, 100))
+    res = null_false_positive_rate(runs, n_boot=200)
+    assert (res["runs"], res["arm_size"], res["replicates"]) == (8, 4, 35)  # C(8,4) / 2 splits
+    assert res["false_positives"] == round(res["rate"] * 35) and res["nominal"] == pytest.approx(0.05)
+    shifted = runs + np.where(np.arange(8) < 4, 0.3, 0.0)[:, None]  # not a null: some split sees it
+    assert null_false_positive_rate(shifted, n_boot=200)["false_positives"] >= 1
+    with pytest.raises(ValueError, match=">= 4 runs"):
+        null_false_positive_rate(runs[:3])
