@@ -92,24 +92,30 @@ class PairRule(_Model):
         description="next: each event's item → the item of the following event(s) in its group, ordered by "
                     "interactions.time; co_occurrence: every two distinct items of a group, both directions.")
     group: Columns = Field(description="Column(s) whose value is one timeline or basket: user, session, order.")
-    window: int = Field(1, ge=1, description="next: pair each event with the next `window` events of its group.")
+    window: int | None = Field(
+        None, ge=1, description="next: pair each event with the next `window` events of its group [1].")
     max_seconds: float | None = Field(
         None, gt=0, description="next: only targets at most this many seconds after the seed (needs time).")
     tie_break: list[str] = Field(
         default_factory=list, description="Columns that order events with the same time (else file order).")
-    max_items: int = Field(
-        50, ge=2, description="co_occurrence: distinct items used per group (the first in time order); a "
-                              "bigger group is capped, counted and reported, so it adds at most n·(n−1) pairs.")
+    max_items: int | None = Field(
+        None, ge=2, description="co_occurrence: distinct items used per group (the first in time order) [50]; a "
+                                "bigger group is capped, counted and reported, so it adds at most n·(n−1) pairs.")
 
     @model_validator(mode="after")
     def _options_match_rule(self) -> "PairRule":
         _check_columns(self.group, "group")
-        given = self.model_fields_set
-        if self.rule == "co_occurrence" and given & {"window", "max_seconds"}:
+        if self.rule == "co_occurrence" and (self.window is not None or self.max_seconds is not None):
             raise ValueError("'window' and 'max_seconds' apply to rule next, not co_occurrence")
-        if self.rule == "next" and "max_items" in given:
+        if self.rule == "next" and self.max_items is not None:
             raise ValueError("'max_items' applies to rule co_occurrence (next adds at most `window` pairs per event)")
         return self
+
+    def next_window(self) -> int:
+        return self.window or 1
+
+    def item_cap(self) -> int:
+        return self.max_items or 50
 
 
 class Interactions(_Model):
@@ -320,6 +326,9 @@ class SSL(_Model):
     item_sampling: Literal["uniform", "popularity"] = Field(
         "uniform", description="SSL item distribution: uniform over the catalog (the paper's choice) or by "
         "training popularity.")
+    cfm_seed: Literal["batch", "example"] = Field(
+        "batch", description="CFM's seed feature: drawn once per batch (the paper's §3.2 wording) or per "
+        "example.")
     false_negatives: Literal["avoid", "keep"] = Field(
         "avoid", description="avoid: draw the SSL batch without replacement when the catalog (popularity: "
         "the items with training pairs) has at least ssl.batch_size items, and mask accidental hits (the "

@@ -186,7 +186,7 @@ def _next_pairs(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time
     """Each event → the next `window` events of its group (within `max_seconds` when set)."""
     group = columns(rule.group)
     pos = pl.int_range(pl.len(), dtype=pl.Int64).over(group)
-    count = pl.min_horizontal(pl.lit(rule.window, pl.Int64), pl.len().over(group).cast(pl.Int64) - pos - 1)
+    count = pl.min_horizontal(pl.lit(rule.next_window(), pl.Int64), pl.len().over(group).cast(pl.Int64) - pos - 1)
     if rule.max_seconds is not None and time is not None:
         secs = _seconds(ev, time, path=path)
         end = secs.search_sorted(secs + rule.max_seconds, side="right").over(group).cast(pl.Int64)
@@ -213,17 +213,17 @@ def _seconds(ev: pl.DataFrame, time: str, *, path: str) -> pl.Expr:
 def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time: str | None,
                    carry: list[str], report: dict[str, Any], log: Log) -> pl.DataFrame:
     """Every two distinct items of a group, both ways; a group keeps its first `max_items` items."""
-    group = columns(rule.group)
+    group, cap = columns(rule.group), rule.item_cap()
     first = ev.unique(subset=[*group, item], keep="first", maintain_order=True).with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).over(group).alias("_rank"), pl.len().over(group).alias("_n"))
-    over = first.filter((pl.col("_rank") == 0) & (pl.col("_n") > rule.max_items))
-    left_out = int((over["_n"] - rule.max_items).sum()) if over.height else 0
-    report.update(max_items=rule.max_items, groups_capped=over.height, items_capped=left_out,
+    over = first.filter((pl.col("_rank") == 0) & (pl.col("_n") > cap))
+    left_out = int((over["_n"] - cap).sum()) if over.height else 0
+    report.update(max_items=cap, groups_capped=over.height, items_capped=left_out,
                   largest_group=int(first["_n"].max() or 0))
     if over.height:
-        log(f"interactions.pairs: {over.height:,} groups have more than max_items {rule.max_items} distinct items "
+        log(f"interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
             f"(largest {report['largest_group']:,}); {left_out:,} items left out of their pairs")
-    kept = first.filter(pl.col("_rank") < rule.max_items).with_row_index("_row")
+    kept = first.filter(pl.col("_rank") < cap).with_row_index("_row")
     left = kept.select(*group, pl.col(item).alias(query), "_row", *([pl.col(time).alias("_tq")] if time else []))
     right = kept.select(*group, item, "_rank", *[c for c in carry if c not in group])
     pairs = left.join(right, on=group, how="inner").filter(pl.col(query) != pl.col(item)).sort("_row", "_rank")

@@ -385,3 +385,16 @@ def test_json_schema_documents_the_new_keys() -> None:
     assert {"rule", "group", "window", "max_seconds", "max_items", "tie_break"} <= set(props["PairRule"]["properties"])
     assert {"id_separator", "aggregate"} <= set(props["Items"]["properties"])
     assert "group" in props["Split"]["properties"]
+
+
+@pytest.mark.parametrize("pairs", [NEXT | {"window": 2, "max_seconds": 60}, {"rule": "co_occurrence", "group": "o"},
+                                   {"rule": "co_occurrence", "group": ["o", "day"], "max_items": 9}])
+def test_the_resolved_config_of_a_run_validates_again(pairs: dict[str, Any]) -> None:
+    from sslkit.config import dump_config
+
+    raw = {"interactions": {"path": "x.csv", "item": ["name", "size"], "time": "t", "time_from": ["d", "h"],
+                            "time_format": "%d/%m/%Y %H:%M", "where": "qty > 0", "pairs": pairs},
+           "items": {"aggregate": {"price": "mode"}, "features": {"price": {"type": "numeric"}}},
+           "split": {"method": "time", "group": "o"}}
+    cfg = validate(raw, source="schema.yaml")
+    assert validate(dump_config(cfg), source="run.json") == cfg  # a run's saved config loads back
