@@ -37,6 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SchemaArg = Annotated[Path, typer.Argument(help="The dataset's YAML schema.", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a schema key: --set ssl.alpha=0.3 (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")]
+AllowDataOpt = Annotated[bool, typer.Option("--allow-data-change", help="Use the run even if its data changed since training (warns loudly).")]
 
 
 def handle_errors(fn: F) -> F:
@@ -296,10 +297,11 @@ def eval_(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Queries per retrieval block.")] = None,
     ann_queries: Annotated[Optional[int], typer.Option("--ann-queries", min=1, help="hnsw: queries sampled to measure ANN recall vs exact [eval.ann_queries].")] = None,
     split: Annotated[str, typer.Option("--split", help="test (the final table) | validation (tuning: the pairs train validates on).")] = "test",
+    allow_data_change: AllowDataOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@K / MAP@K over the whole catalog, head/tail/cold slices, TopPopular, comparisons."""
-    from sslkit.evaluate import compare, evaluate_run
+    from sslkit.evaluate import check_same_options, compare, evaluate_run
 
     ks = _parse_ks(k)
     if index not in (None, "exact", "hnsw"):
@@ -311,7 +313,9 @@ def eval_(
     for path in paths:
         console.log(f"evaluating {path}")
         results.append(evaluate_run(path, ks=ks, index=index, exclude_seen=exclude_seen, batch_size=batch_size,
-                                    ann_queries=ann_queries, log=console.log, split=split))
+                                    ann_queries=ann_queries, log=console.log, split=split,
+                                    allow_data_change=allow_data_change))
+    check_same_options(results)
     base = results[paths.index(baseline)] if baseline else None
     comparison = compare(results, base)
     if json_out:
@@ -341,13 +345,14 @@ def embed(
     out: Annotated[str, typer.Option("--out", help="Output file, or - for stdout.")] = "-",
     fmt: Annotated[str, typer.Option("--format", help="parquet | npy | ndjson | csv")] = "ndjson",
     index: Annotated[Optional[Path], typer.Option("--index", help="Also build an HNSW index here (items).")] = None,
+    allow_data_change: AllowDataOpt = False,
 ) -> None:
     """Item (or query) embeddings with their ids; new rows are encoded with the run's vocabularies."""
     from sslkit.embed import FORMATS, build_index, embed as run_embed, load_run, write_vectors
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
-    r = load_run(run)
+    r = load_run(run, allow_data_change=allow_data_change)
     bad: list[str] = []
     ids, vectors, entity = run_embed(r, items=items, queries=queries, log=console.log,
                                      warn=lambda m: (bad.append(m), console.warn(m)))
@@ -369,12 +374,20 @@ def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory.", show_default=False)],
     k: Annotated[int, typer.Option("--k", min=1, help="Items per query.")] = 10,
     queries: Annotated[str, typer.Option("--queries", help="Query ids or NDJSON feature rows, one per line (file or -).")] = "-",
+    exclude_seen: Annotated[bool, typer.Option("--exclude-seen/--include-seen", help="Leave out items a query id already has a pair with in the run's data.")] = False,
+    allow_data_change: AllowDataOpt = False,
 ) -> None:
     """Top-K items per query from the run's HNSW index, one NDJSON line per query (stdin → stdout)."""
     from sslkit.recommend import recommend_lines
 
-    failed = recommend_lines(run, queries, k, write=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
-                             warn=console.warn, log=console.log)
+    problems: list[str] = []
+    try:
+        failed = recommend_lines(run, queries, k, write=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
+                                 warn=lambda m: (problems.append(m), console.warn(m)), log=console.log,
+                                 exclude_seen=exclude_seen, allow_data_change=allow_data_change)
+    except BrokenPipeError:  # `| head` closed the pipe: lines already reported as failed still count
+        _stdout_closed()
+        raise typer.Exit(1 if problems else 0)
     if failed:
         console.error(f"{failed} input line(s) could not be answered (see above)")
         raise typer.Exit(1)

@@ -131,6 +131,10 @@ class TrainDisplay:
         self.last: dict[str, Any] = {}
 
     def __call__(self, kind: str, p: dict[str, Any]) -> None:
+        if kind == "warning":  # never silenced, like every warning
+            printer = self.progress.console.print if self.progress is not None else err.print
+            printer(f"[yellow]warning: {_escape(p['message'])}[/yellow]", soft_wrap=True)  # one line
+            return
         if quiet():
             return
         if kind == "start":
@@ -151,8 +155,10 @@ class TrainDisplay:
                 self.progress.update(self.task, completed=p["step"], description=line)
             else:
                 log(f"step {p['step']} {line}")
-        elif kind == "eval":
-            text = " ".join(f"{k} {v:.4f}" for k, v in p.items() if k != "step")
+        elif kind == "eval":  # val_recall@K, with TopPopular's on the same queries beside it
+            pop = {k: p.get(k.replace("val_", "val_toppop_")) for k in p}
+            text = " ".join(f"{k} {v:.4f}" + ("" if pop[k] is None else f" (TopPopular {pop[k]:.4f})")
+                            for k, v in p.items() if k != "step" and not k.startswith("val_toppop_"))
             (self.progress.console.print if self.progress is not None else log)(f"step {p['step']} {text}")
         elif kind == "done":
             self.close()
@@ -171,13 +177,21 @@ def render_eval(runs: list[dict[str, Any]], comparison: dict[str, Any]) -> None:
     rows = [(r["run"], r["config"]["aug"], *[r["metrics"][m] for m in metric_names],
              r.get(next((k for k in r if k.startswith("ann_recall")), ""), None)) for r in runs]
     rows.append(("TopPopular", "-", *[runs[0]["toppop"].get(m) for m in metric_names], None))
-    out.print(table(f"Whole-catalog retrieval ({runs[0]['queries']:,} test queries, index {runs[0]['index']})",
-                    ["run", "aug", *metric_names, "ANN recall"], rows, right=[*metric_names, "ANN recall"]))
+    out.print(table(eval_header(runs[0]), ["run", "aug", *metric_names, "ANN recall"], rows,
+                    right=[*metric_names, "ANN recall"]))
     srows = [(r["run"], name, s["pairs"], *[s.get(m) for m in metric_names])
              for r in runs for name, s in r["slices"].items()]
     out.print(table("Slices (head = top 10% training items, cold = unseen in training)",
                     ["run", "slice", "pairs", *metric_names], srows, right=["pairs", *metric_names]))
     _render_comparison(comparison, metric_names)
+
+
+def eval_header(r: dict[str, Any]) -> str:
+    """The options every row of an eval table was scored under (TopPopular included)."""
+    ks = ",".join(map(str, r.get("k", [])))
+    return (f"Whole-catalog retrieval, {r.get('split', 'test')} split: {r['queries']:,} queries, "
+            f"{r.get('pairs', r.get('test_pairs', 0)):,} pairs; index {r['index']}, K {ks}, "
+            f"exclude-seen {'on' if r.get('exclude_seen') else 'off'} (every row, TopPopular too)")
 
 
 def _render_comparison(comparison: dict[str, Any], metric_names: list[str]) -> None:

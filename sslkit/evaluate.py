@@ -49,14 +49,23 @@ def retrieve(item_vecs: Any, query_vecs: Any, k: int, *, index: str, exclude_sel
         return top.cpu().numpy()
     extra = 0 if exclude is None else int(np.diff(exclude[0]).max(initial=0))
     idx = hnsw if hnsw is not None else HnswIndex.build(np.asarray(item_vecs, np.float32), M=16)
-    _, top = idx.query(np.asarray(query_vecs, np.float32), k + extra, exclude_self=exclude_self)
+    scores, top = idx.query(np.asarray(query_vecs, np.float32), k + extra, exclude_self=exclude_self)
+    return drop_excluded(scores, top, exclude, k)[1]
+
+
+def drop_excluded(scores: np.ndarray, top: np.ndarray, exclude: tuple[np.ndarray, np.ndarray] | None,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ranked results (scores float [Q, W], item rows int [Q, W], -1 = none) without each query's
+    excluded items (CSR over the Q queries), order kept, cut to k: (scores [Q, k], rows [Q, k])."""
     if exclude is not None:
         owner = np.repeat(np.arange(len(top)), np.diff(exclude[0]))
         n = int(max(top.max(initial=0), np.max(exclude[1], initial=0))) + 2
         banned = np.isin(np.arange(len(top))[:, None] * n + top, owner * n + exclude[1])
         order = np.argsort(banned, axis=1, kind="stable")
-        top = np.where(np.take_along_axis(banned, order, 1), -1, np.take_along_axis(top, order, 1))
-    return top[:, :k]
+        hide = np.take_along_axis(banned, order, 1)
+        top = np.where(hide, -1, np.take_along_axis(top, order, 1))
+        scores = np.where(hide, -np.inf, np.take_along_axis(scores, order, 1))
+    return scores[:, :k], top[:, :k]
 
 
 def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
@@ -78,7 +87,8 @@ def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.
 
 def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index: str | None = None,
                  exclude_seen: bool | None = None, batch_size: int | None = None, ann_queries: int | None = None,
-                 log: Callable[[str], None] = lambda _: None, split: str = "test") -> RunEval:
+                 log: Callable[[str], None] = lambda _: None, split: str = "test",
+                 allow_data_change: bool = False) -> RunEval:
     """Embed the catalog, retrieve for every query of `split`, score (DESIGN §5).
 
     `split`: "test" (the final table; writes eval.json) or "validation" (tuning and model selection,
@@ -89,7 +99,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
 
     if split not in EVAL_FILES:
         raise DataError(f"unknown split {split!r}", hint="use test or validation (--split)")
-    run = load_run(run_dir)
+    run = load_run(run_dir, allow_data_change=allow_data_change)  # the data pin is checked in run.store
     cfg = run.cfg
     ks = sorted(set(ks or cfg.eval.k))
     index = index or cfg.eval.index
@@ -149,6 +159,24 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
 
 
 EVAL_FILES = {"test": "eval.json", "validation": "eval.validation.json"}  # split → what evaluate_run writes
+OPTIONS = {"split": "--split", "index": "--index", "k": "--k", "exclude_seen": "--exclude-seen/--include-seen"}
+
+
+def check_same_options(results: Sequence[RunEval]) -> None:
+    """Rows of one table must be scored alike: runs whose own config defaults (eval.*) led to different
+    options are refused, naming the flag that sets the option for all of them.
+
+    Raises:
+        ConfigError: two runs differ in split, index, K or exclude_seen.
+    """
+    from sslkit.errors import ConfigError
+
+    for r in results[1:]:
+        for key, flag in OPTIONS.items():
+            if r.extra.get(key) != results[0].extra.get(key):
+                raise ConfigError(f"{results[0].run} and {r.run} were scored with different {key} "
+                                  f"({results[0].extra.get(key)} vs {r.extra.get(key)}, from their configs' eval section)",
+                                  hint=f"pass {flag} so every row is scored alike")
 
 
 def _config_summary(cfg: Any) -> dict[str, Any]:

@@ -16,16 +16,49 @@ import polars as pl
 
 from sslkit.embed import Run, embed_table, encode_rows, item_vectors, load_run, row_keys, unknown_key_message
 from sslkit.errors import DataError, SslkitError
+from sslkit.evaluate import drop_excluded
 from sslkit.index import HnswIndex
+from sslkit.profile import seen_items
+from sslkit.store import all_pairs
 
 
-def _read_lines(source: str) -> list[str]:
-    if source == "-":
-        return sys.stdin.read().splitlines()
+MAX_LINE_BYTES = 1 << 20  # a feature row; longer lines are skipped (and reported) without being held
+MAX_ID_CHARS = 1024  # ids are compared as fixed-width strings: one huge id would widen them all
+
+
+def _read_lines(source: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """Input lines (a bad line becomes "") and the problems found: invalid UTF-8, overlong lines.
+
+    Read in binary, one bounded line at a time, so memory does not depend on a line's length.
+    """
     try:
-        return Path(source).read_text().splitlines()
+        fh = sys.stdin.buffer if source == "-" else open(source, "rb")
     except OSError as e:
         raise DataError(f"{source}: cannot read queries ({e.strerror})")
+    lines: list[str] = []
+    problems: list[tuple[int, str]] = []
+    try:
+        while raw := fh.readline(MAX_LINE_BYTES + 1):
+            n = len(lines) + 1
+            lines.append("")
+            if len(raw) > MAX_LINE_BYTES:
+                while not raw.endswith(b"\n") and (raw := fh.readline(1 << 16)):
+                    pass  # the rest of the line, read and dropped in bounded pieces
+                problems.append((n, f"line {n}: longer than {MAX_LINE_BYTES >> 10} KiB; skipped"))
+                continue
+            try:
+                lines[-1] = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append((n, f"line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at position {e.start + 1})"))
+    finally:
+        if source != "-":
+            fh.close()
+    return lines, problems
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """A user's input echoed in a message: at most `n` characters."""
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, HnswIndex]:
@@ -55,12 +88,21 @@ def rows_of(ids: np.ndarray, keys: list[str]) -> np.ndarray:
 
 
 def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable[[str], Any],
-                    warn: Callable[[str], None], log: Callable[[str], None] = lambda _: None) -> int:
-    """Answer every input line in order; returns the number of lines that failed."""
-    run = load_run(run_dir)
-    lines = _read_lines(source)
-    problems: list[tuple[int, str]] = []  # reported in line order at the end
+                    warn: Callable[[str], None], log: Callable[[str], None] = lambda _: None,
+                    exclude_seen: bool = False, allow_data_change: bool = False) -> int:
+    """Answer every input line in order; returns the number of lines that failed.
+
+    `exclude_seen`: a query given by id gets no item it already has a pair with anywhere in the
+    run's data (training, validation or test pairs: what the user has rated, bought, seen); a query
+    given as a feature row has no history.
+    """
+    run = load_run(run_dir, allow_data_change=allow_data_change)
+    lines, unreadable = _read_lines(source)
+    problems: list[tuple[int, str]] = list(unreadable)  # reported in line order at the end
     ids, _, index = load_index(run, log)
+    if len(ids) - (1 if run.cfg.item_to_item() else 0) < 1:
+        raise DataError(f"{run_dir}: the catalog has {len(ids)} item(s), so there is nothing to recommend "
+                        "(item-to-item leaves out the query item itself)", hint="train on a catalog of 2 or more items")
     item_mode = run.cfg.item_to_item()
     store = run.store(log)
     queries = store.items if item_mode else store.queries  # item-to-item: queries are catalog items
@@ -72,7 +114,11 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
         if not text:
             continue
         if not text.startswith("{"):
-            id_lines.append((n, text))
+            if len(text) > MAX_ID_CHARS:
+                problems.append((n, f"line {n}: an id of {len(text):,} characters ({_clip(text)!r}); "
+                                    f"ids are at most {MAX_ID_CHARS}"))
+            else:
+                id_lines.append((n, text))
             continue
         try:
             obj = json.loads(text)
@@ -85,23 +131,23 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
             problems.append((n, f"line {n}: {unknown}"))
             continue
         feature_lines.append((n, obj))
-    answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, own item row or −1)
+    answers: dict[int, tuple[str, np.ndarray, int]] = {}  # line → (query id, vector, query row or −1)
     rows = rows_of(queries.ids, [t for _, t in id_lines])
     known = [(n, t, r) for (n, t), r in zip(id_lines, rows) if r >= 0]
     for (n, t), r in zip(id_lines, rows):
         if r < 0:
             what = "item id" if item_mode else "query id"
             fix = "(not in the catalog)" if item_mode else "; pass its features as an NDJSON object instead"
-            problems.append((n, f"line {n}: unknown {what} {t!r} {fix}"))
+            problems.append((n, f"line {n}: unknown {what} {_clip(t)!r} {fix}"))
     if known:
         sel = np.array([r for _, _, r in known])
         vecs = embed_table(run, queries.take(sel), queries=True)  # the query tower, in both modes
         for (n, t, r), v in zip(known, vecs):
-            answers[n] = (t, v, int(r) if item_mode else -1)
+            answers[n] = (t, v, int(r))
     _embed_feature_lines(run, feature_lines, answers, problems)
-    for _, message in sorted(problems):
-        warn(message)
-    _answer(run, answers, ids, index, k, write)
+    for _, message in sorted(problems, key=lambda p: p[0]):
+        warn(_clip(message, 500))
+    _answer(run, answers, ids, index, k, write, seen=all_pairs(store) if exclude_seen else None)
     return len(problems)
 
 
@@ -142,13 +188,19 @@ def _embed_objects(run: Run, lines: list[tuple[int, dict[str, Any]]]) -> list[tu
 
 
 def _answer(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], ids: np.ndarray, index: HnswIndex, k: int,
-            write: Callable[[str], Any]) -> None:
+            write: Callable[[str], Any], seen: np.ndarray | None = None) -> None:
+    """Top-k per answer (its own item excluded in item-to-item mode; with `seen` pairs, the items its
+    query row has a pair with too)."""
     if not answers:
         return
     order = sorted(answers)
     vecs = np.stack([answers[n][1] for n in order]).astype(np.float32)
-    self_rows = np.array([answers[n][2] for n in order]) if run.cfg.item_to_item() else None
-    scores, top = index.query(vecs, min(k, len(ids) - (1 if self_rows is not None else 0)), exclude_self=self_rows)
+    rows = np.array([answers[n][2] for n in order])  # query row, -1 for feature rows
+    self_rows = rows if run.cfg.item_to_item() else None
+    k = min(k, len(ids) - (1 if self_rows is not None else 0))
+    exclude = None if seen is None else seen_items(seen, rows)
+    extra = 0 if exclude is None else int(np.diff(exclude[0]).max(initial=0))
+    scores, top = drop_excluded(*index.query(vecs, k + extra, exclude_self=self_rows), exclude, k)
     for n, s, t in zip(order, scores, top):
         ok = t >= 0
         write(json.dumps({"query": answers[n][0], "items": ids[t[ok]].tolist(),

@@ -8,6 +8,7 @@ caller (the CLI's signal handler) end it cleanly with a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -23,9 +24,9 @@ import torch
 from sslkit import augment, distributed, io, losses
 from sslkit.checkpoint import load_checkpoint, run_metadata, save_checkpoint
 from sslkit.config import Config, dump_config
-from sslkit.errors import TrainingError
+from sslkit.errors import CheckpointError, DataChangedError, ResourceError, TrainingError
 from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
-from sslkit.store import FeatureStore, training_split
+from sslkit.store import FeatureStore, fingerprint, training_split
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -74,6 +75,7 @@ class Setup:
     ssl_distinct: bool = False  # draw the SSL batch without replacement (ssl.false_negatives=avoid, enough items)
     ssl_log_weights: torch.Tensor | None = None  # float (items,) CPU log popularity, for Gumbel-top-k
     world: distributed.World = field(default_factory=distributed.current)  # ranks sharing each global batch
+    data_pin: dict[str, str] = field(default_factory=dict)  # store.fingerprint: saved in every checkpoint
 
 
 @functools.lru_cache(maxsize=1)
@@ -262,7 +264,7 @@ def _views(s: Setup, ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     if aug in ("cfm", "cfm_no_dropout") and s.mask_table is None:
         raise TrainingError("CFM needs mutual information; none was computed")
     return augment.fused_views(ids, s.columns, aug=aug, generator=gen, mask_table=s.mask_table,
-                               mask_size=s.mask_size, dropout=s.cfg.ssl.dropout)
+                               mask_size=s.mask_size, dropout=s.cfg.ssl.dropout, cfm_seed=s.cfg.ssl.cfm_seed)
 
 
 def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any] | None = None,
@@ -278,6 +280,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     names = [n for n, sp in store.items.specs.items() if not sp.dense]
     mi_sets = [[names.index(f) for f in mi["mask_sets"][n]] for n in names] if mi else None
     s = build_setup(cfg, store, mi_sets)
+    s.data_pin = fingerprint(store)
     if not s.world.is_main:  # under torchrun rank 0 alone logs, validates and writes the run directory
         on_event = lambda k, p: None  # noqa: E731
     order_gen, step_gen = torch.Generator().manual_seed(cfg.train.seed), torch.Generator().manual_seed(cfg.train.seed + 1)
@@ -326,7 +329,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                 step, step_in_epoch = step + 1, step_in_epoch + 1
                 nonfinite += ~torch.isfinite(loss.detach())
                 # checked every step on CPU; elsewhere at logged steps and before each checkpoint (epoch ends)
-                if (step % cfg.train.log_every == 0 or step == s.total_steps or s.device.type == "cpu"
+                if (step % cfg.train.log_every == 0 or step == s.total_steps or _check_every_step(s.device)
                         or step_in_epoch == s.steps_per_epoch):
                     means = _check_finite(s, {"loss": loss, **parts, "nonfinite": nonfinite}, step, run_dir)
                 if step % cfg.train.log_every == 0 or step == s.total_steps:
@@ -353,11 +356,19 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         validation = _validate(s, val, step, None, on_event)
     summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
                "train_seconds": elapsed, "validation": validation, "device": str(s.device)}
+    if (warning := below_toppop(validation, cfg)) is not None:
+        summary["warning"] = warning
+        on_event("warning", {"message": warning})
     if s.world.is_main:
         io.write_json(run_dir / "summary.json", summary)
     s.world.barrier()  # no rank leaves before rank 0 has written the run
     on_event("done", summary)
     return TrainResult(run_dir=run_dir, steps=step, epochs_done=epoch, examples_per_s=rate, validation=validation)
+
+
+def _check_every_step(device: torch.device) -> bool:
+    """On CPU reading the loss costs nothing; on an accelerator it would stall the queue every step."""
+    return device.type == "cpu"
 
 
 def _check_finite(s: Setup, values: dict[str, torch.Tensor], step: int, run_dir: Path) -> dict[str, float]:
@@ -376,7 +387,7 @@ def _save(run_dir: Path, s: Setup, cfg: Config, epoch: int, step_in_epoch: int, 
         return
     save_checkpoint(run_dir, s.model, s.optimizers, cfg, {
         "epoch": epoch, "step_in_epoch": step_in_epoch, "step": step,
-        "order_rng": order_state, "step_rng": step_gen.get_state()})
+        "order_rng": order_state, "step_rng": step_gen.get_state()}, data=s.data_pin)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -453,24 +464,145 @@ def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event
     return result
 
 
+def below_toppop(validation: dict[str, float], cfg: Config) -> str | None:
+    """One line when the model's validation Recall@K (largest K) is below TopPopular's on the same
+    sample, naming the settings most likely to help; None otherwise."""
+    ks = [k for k in sorted(cfg.eval.k) if f"val_recall@{k}" in validation and f"val_toppop_recall@{k}" in validation]
+    if not ks or validation[f"val_recall@{ks[-1]}"] >= validation[f"val_toppop_recall@{ks[-1]}"]:
+        return None
+    k, t = ks[-1], cfg.train
+    tips = ([] if t.logq_correction else ["--set train.logq_correction=true"]) + [
+        f"another --lr (now {t.lr:g})", f"--set train.temperature=0.1..0.2 (now {t.temperature:g})", "more --epochs"]
+    return (f"validation Recall@{k} {validation[f'val_recall@{k}']:.4f} is below TopPopular's "
+            f"{validation[f'val_toppop_recall@{k}']:.4f} on the same queries; most likely to help: " + ", ".join(tips))
+
+
 def run_training(cfg: Config, *, run_dir: Path, resume: bool = False, overwrite: bool = False,
                  argv: list[str] | None = None, log: Callable[[str], None] = lambda _: None,
                  on_event: Event = lambda k, p: None, stop_on_signals: bool = False) -> TrainResult:
-    """Everything `sslkit train` does: feature store, MI for CFM, run-directory checks, signals."""
-    import signal
+    """Everything `sslkit train` does: run-directory checks and lock, resume checks, feature store,
+    MI for CFM, signals.
 
+    Raises:
+        LockedError: another process is writing `run_dir`.
+        CheckpointError: `resume` with other settings or data (DataChangedError) than the checkpoint's.
+    """
     from sslkit.errors import ConfigError
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other", hint="pick one")
+    check_out_dir(run_dir)
     has_run = (run_dir / "checkpoint.pt").exists()
     if resume and not has_run:
         raise TrainingError(f"{run_dir}: nothing to resume (no checkpoint.pt)", hint="drop --resume to start a new run")
     if has_run and not (resume or overwrite):
         raise TrainingError(f"{run_dir}: already holds a trained run",
                             hint="use --resume to continue it, --overwrite to replace it, or another --out")
-    store = distributed.load_store(cfg, log)  # under torchrun: built once, the same on every rank (checked)
+    lock = io.dir_lock(run_dir) if distributed.current().is_main else contextlib.nullcontext()
+    with lock:  # one writer per run directory, from the first check to the last write
+        saved = resume_state(run_dir, cfg) if resume else None
+        store = distributed.load_store(cfg, log)  # under torchrun: built once, the same on every rank (checked)
+        if saved is not None:
+            check_same_data(run_dir, saved, store)
+        check_model_size(cfg, store)
+        return _train_with_signals(cfg, store, run_dir=run_dir, resume=resume, argv=argv, log=log,
+                                   on_event=on_event, stop_on_signals=stop_on_signals)
+
+
+def check_out_dir(run_dir: Path) -> None:
+    """--out must be a directory or not exist yet, and not lie under a file (checked before any work)."""
+    for p in [run_dir, *run_dir.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise TrainingError(f"{run_dir}: {'is' if p == run_dir else f'lies under {p}, which is'} a file, "
+                                    "not a directory", hint="choose another --out")
+            return
+
+
+# settings a resumed run may change: how long it runs, how it logs and validates, where files live
+RESUMABLE = ("train.steps", "train.epochs", "train.log_every", "train.eval_every", "train.eval_queries",
+             "train.device", "eval.", "cache_dir", "base_dir", "name", "ssl.mi_path")
+
+
+def resume_state(run_dir: Path, cfg: Config) -> dict[str, Any]:
+    """The checkpoint to resume, refused (before anything is written) when a setting that changes the
+    run's trajectory differs from the one it was trained with."""
+    from sslkit.checkpoint import read_checkpoint
+
+    state = read_checkpoint(run_dir)
+    saved, now = _flat(state["config"]), _flat(dump_config(cfg))
+    diffs = [f"{k} {_short(saved.get(k))} → {_short(now.get(k))}" for k in sorted(set(saved) | set(now))
+             if saved.get(k) != now.get(k) and not k.startswith(RESUMABLE)]
+    if diffs:
+        raise CheckpointError(f"{run_dir}: cannot resume with different settings: {'; '.join(diffs[:6])}"
+                              + (f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else ""),
+                              hint="resume with the run's settings (only --steps/--epochs may change), "
+                                   "or train into a new --out")
+    return state
+
+
+def check_same_data(run_dir: Path, state: dict[str, Any], store: FeatureStore) -> None:
+    """Refuse to resume on data other than the data the checkpoint was trained on."""
+    from sslkit.store import describe_change
+
+    pinned = state.get("data") or {}
+    now = fingerprint(store)
+    if pinned and pinned != now:
+        raise DataChangedError(f"{run_dir}: cannot resume: the data changed since this run started "
+                               f"({describe_change(pinned, now)} differ)",
+                               hint="restore the original data, or train into a new --out")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+    return out
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def check_model_size(cfg: Config, store: FeatureStore) -> None:
+    """Refuse a model whose weights, gradients and optimizer state cannot fit this machine's memory
+    (`--set model.hidden=[4000000000]`), before allocating it."""
+    d = cfg.model.embedding_dim
+    params = 0
+    for specs in [store.items.specs] + ([] if store.item_to_item else [store.queries.specs]):
+        width = sum(1 if sp.dense else d for sp in specs.values())
+        params += sum(sp.num_embeddings * d for sp in specs.values())
+        for out in cfg.model.hidden:
+            params += 2 * (width * out + out)  # query and item towers
+            width = out
+    need = params * 4 * 3  # fp32 weights, gradients, optimizer state
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise ResourceError(f"model.hidden={list(cfg.model.hidden)}, model.embedding_dim={d}: the model would need "
+                            f"about {need / 2**30:,.1f} GiB (weights, gradients, optimizer state); "
+                            f"this machine has {have / 2**30:,.1f} GiB",
+                            hint="use smaller model.hidden / model.embedding_dim")
+
+
+def _train_with_signals(cfg: Config, store: FeatureStore, *, run_dir: Path, resume: bool, argv: list[str] | None,
+                        log: Callable[[str], None], on_event: Event, stop_on_signals: bool) -> TrainResult:
+    import signal
+
     mi = training_mi(cfg, store, log) if cfg.ssl.aug in ("cfm", "cfm_no_dropout") else None
+    if resume and mi and (run_dir / "mi.json").exists():
+        try:
+            before = io.read_json(run_dir / "mi.json").get("mask_sets")
+        except (OSError, ValueError, AttributeError):
+            before = None
+        if before != mi["mask_sets"]:
+            raise CheckpointError(f"{run_dir}: cannot resume: the CFM masking sets differ from the run's mi.json",
+                                  hint=f"resume with --mi {run_dir / 'mi.json'}, or train into a new --out")
     stop = {"flag": False}
     previous: dict[int, Any] = {}
     if stop_on_signals:
@@ -498,8 +630,14 @@ def training_mi(cfg: Config, store: FeatureStore, log: Callable[[str], None]) ->
             obj = io.read_json(path)
         except (OSError, ValueError) as e:
             raise ConfigError(f"ssl.mi_path {path}: cannot read MI JSON ({e})", hint="write it with `sslkit mi SCHEMA --out FILE`")
-        if sorted(obj.get("mask_sets", {})) != sorted(names):
-            raise ConfigError(f"ssl.mi_path {path}: its features do not match this schema's item features",
+        sets = obj.get("mask_sets") if isinstance(obj, dict) else None
+        if not isinstance(sets, dict) or not all(isinstance(v, list) and v for v in sets.values()):
+            raise ConfigError(f"ssl.mi_path {path}: not an MI file (expected an object with 'mask_sets': feature → list of features)",
+                              hint="write it with `sslkit mi SCHEMA --out FILE`")
+        unknown = sorted({str(f) for v in sets.values() for f in v} - set(names))
+        if sorted(sets) != sorted(names) or unknown:
+            extra = f" (unknown: {', '.join(unknown[:5])})" if unknown else ""
+            raise ConfigError(f"ssl.mi_path {path}: its features do not match this schema's item features{extra}",
                               hint="recompute it with `sslkit mi SCHEMA --out FILE`")
         return obj
     _, obj = catalog_mi(store, mask_size=cfg.ssl.mask_size, normalized=cfg.ssl.mi == "nmi")

@@ -129,3 +129,69 @@ def test_eval_split_validation_without_a_validation_split_is_an_error(tiny_dir: 
     assert r.exit_code == 1 and "no validation pairs" in r.stderr
     r = runner.invoke(app, ["eval", str(out), "--split", "train"])
     assert r.exit_code == 2 and "--split" in r.stderr
+
+
+def test_training_never_reads_the_test_split(data: Path) -> None:
+    from sslkit.store import load_or_build
+    from sslkit.train import train
+
+    cfg = load_config(data / "schema.yaml", ["train.steps=2", "train.batch_size=64", "train.device=cpu",
+                                             "model.hidden=[32, 16]", "model.embedding_dim=8"])
+    store = load_or_build(cfg)
+    a = train(cfg, store, run_dir=data / "a")
+    store.splits["test"] = np.zeros((1, 2), np.int32)  # any test split: the same run
+    b = train(cfg, store, run_dir=data / "b")
+    assert a.validation == b.validation and a.validation["val_recall@50"] > 0
+    assert all((x == y).all() for x, y in zip(_weights(data / "a"), _weights(data / "b")))
+
+
+def _weights(run: Path) -> list[np.ndarray]:
+    from sslkit.checkpoint import read_checkpoint
+
+    return [v.numpy() for v in read_checkpoint(run)["model"].values()]
+
+
+def test_train_warns_in_one_line_when_below_toppop(data: Path, runner: CliRunner) -> None:
+    r = runner.invoke(app, ["-q", "train", str(data / "schema.yaml"), "--steps", "1", "--batch-size", "32",
+                            "--lr", "0.00001", "--out", str(data / "weak"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads((data / "weak/summary.json").read_text())
+    v = summary["validation"]
+    assert v["val_recall@50"] < v["val_toppop_recall@50"] and json.loads(r.stdout)["val_toppop_recall@50"] > 0
+    lines = [ln for ln in r.stderr.splitlines() if "below TopPopular" in ln]
+    assert len(lines) == 1 and "train.logq_correction=true" in lines[0] and summary["warning"] in lines[0]
+
+
+def test_eval_refuses_runs_scored_under_different_options() -> None:
+    from sslkit.errors import ConfigError
+    from sslkit.evaluate import RunEval, check_same_options
+
+    def run(name: str, seen: bool) -> RunEval:
+        return RunEval(run=name, config={}, metrics={}, slices={}, per_query={}, queries=np.zeros(0),
+                       extra={"split": "test", "index": "exact", "k": [10], "exclude_seen": seen})
+
+    check_same_options([run("a", True), run("b", True)])
+    with pytest.raises(ConfigError, match="exclude_seen .* pass --exclude-seen/--include-seen"):
+        check_same_options([run("a", True), run("b", False)])
+
+
+def test_recommend_exclude_seen_leaves_out_what_the_user_already_has(users_run: Path, tiny_dir: Path,
+                                                                     runner: CliRunner) -> None:
+    pairs = [ln.split(",") for ln in (tiny_dir / "data/user_pairs.csv").read_text().splitlines()[1:]]
+    header = (tiny_dir / "data/user_pairs.csv").read_text().splitlines()[0].split(",")
+    u, i = header.index("user_id"), header.index("item_id")
+    has: dict[str, set[str]] = {}
+    for p in pairs:
+        has.setdefault(p[u], set()).add(p[i])
+    user = max(has, key=lambda x: len(has[x]))  # the heaviest user: most to leave out
+    new = '{"user_id": "new", "age": "25-34", "gender": "F", "occupation": "occ1", "zip": "123"}'
+    answers = {}
+    for flag in ("--include-seen", "--exclude-seen"):
+        r = runner.invoke(app, ["-q", "recommend", str(users_run), "--k", "20", flag], input=f"{user}\n{new}\n")
+        assert r.exit_code == 0, r.stderr
+        answers[flag] = [json.loads(x) for x in r.stdout.splitlines()]
+    before, after = answers["--include-seen"][0], answers["--exclude-seen"][0]
+    assert set(before["items"]) & has[user]  # the bug: already-seen items come back
+    assert len(after["items"]) == 20 and not set(after["items"]) & has[user]
+    assert after["scores"] == sorted(after["scores"], reverse=True)
+    assert answers["--exclude-seen"][1] == answers["--include-seen"][1]  # a feature row has no history
