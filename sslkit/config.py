@@ -310,7 +310,7 @@ class Train(_Model):
         "auto", description="Tower math: bf16 autocast or fp32; auto = bf16 where the hardware multiplies bf16 "
                             "(CUDA, CPUs with AMX), fp32 elsewhere.")
     eval_every: int = Field(0, ge=0, description="Validation every N steps; 0 = once per epoch.")
-    eval_queries: int = Field(1000, ge=1, description="Test queries sampled for validation recall.")
+    eval_queries: int = Field(1000, ge=1, description="Validation-split queries sampled for train's validation recall.")
     log_every: int = Field(20, ge=1, description="Write metrics.jsonl every N steps.")
 
 
@@ -354,7 +354,8 @@ class Eval(_Model):
     k: list[int] = Field(default_factory=lambda: [10, 50])
     index: Literal["exact", "hnsw"] = "exact"
     hnsw: HNSW = Field(default_factory=HNSW)
-    exclude_seen: bool = False
+    exclude_seen: bool = Field(False, description="Drop each query's training positives from its results: in eval, "
+                                                  "train's validation and the TopPopular row alike.")
     batch_size: int = Field(4096, ge=1)
     head_fraction: float = Field(0.1, gt=0, lt=1, description="Top share of training items = head.")
     ann_queries: int = Field(2000, ge=1, description="hnsw: test queries (a fixed sample) on which ANN recall vs exact is measured.")
