@@ -14,7 +14,7 @@ from sslkit.cli import app
 from sslkit.errors import ConfigError
 from sslkit.metrics import (expansion_factor, null_false_positive_rate, paired_seeds_bootstrap_ci, seeds_bootstrap_ci,
                             t_quantile)
-from sslkit.sweep import cell_status, load_sweep
+from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep
 
 
 def write_spec(path: Path, schema: Path, **extra: object) -> Path:
@@ -279,3 +279,101 @@ def test_null_false_positive_rate_over_splits_of_runs() -> None:
     assert null_false_positive_rate(shifted, n_boot=200)["false_positives"] >= 1
     with pytest.raises(ValueError, match=">= 4 runs"):
         null_false_positive_rate(runs[:3])
+
+
+def study_spec(path: Path, schema: Path, **extra: object) -> Path:
+    spec = {"schema": str(schema), "out": "runs",
+            "set": {"train.steps": 3, "train.batch_size": 256, "train.eval_queries": 20, "model.hidden": [16],
+                    "split.validation_fraction": 0.2},
+            "arms": {"none": {"set": {"aug": "none"}},
+                     "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.01, 0.1, 1.0], "dropout": [0.1, 0.5]}},
+                     "cfm_pop": {"from": "cfm", "set": {"ssl.item_sampling": "popularity"}}},
+            "tune": {"budget": 3, "metric": "recall@10", "space": {"lr": [0.05, 0.1, 0.2]}},
+            "seeds": [0, 1], "baseline": "none", **extra}
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_study_plans_equal_budgets_and_draws_the_same_cells_in_every_spec(data: Path, tmp_path: Path) -> None:
+    sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml"))
+    none, cfm, pop = (sw.arms[a] for a in ("none", "cfm", "cfm_pop"))
+    assert (len(none.tuning), len(cfm.tuning), len(pop.tuning)) == (3, 3, 0)  # derived arms are not tuned
+    assert (none.grid_size, none.sampled, cfm.grid_size, cfm.sampled) == (3, False, 18, True)
+    assert {c.split for c in sw.cells} == {"validation"} and {c.stage for c in sw.cells} == {"tune"}
+    assert [c.values["lr"] for c in none.tuning] == [0.05, 0.1, 0.2]
+    assert all(c.cfg.ssl.aug == "cfm" and c.cfg.train.seed == 0 for c in cfm.tuning)
+    assert len({c.dir for c in cfm.tuning}) == 3
+    # another spec with the same arm draws the same subset (its cells are shared); another sample_seed does not
+    other = load_sweep(study_spec(tmp_path / "o.yaml", data / "schema.yaml",
+                                  arms={"cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.01, 0.1, 1.0],
+                                                                               "dropout": [0.1, 0.5]}}},
+                                  baseline="cfm"))
+    assert [c.dir for c in other.arms["cfm"].tuning] == [c.dir for c in cfm.tuning]
+    small = load_sweep(study_spec(tmp_path / "r.yaml", data / "schema.yaml"), budget=2, seeds=[4, 5])
+    assert [len(small.arms[a].tuning) for a in ("none", "cfm")] == [2, 2] and small.arms["none"].sampled
+    assert {c.cfg.train.seed for c in small.cells} == {4}  # tuning seed: the first of seeds
+    with pytest.raises(ConfigError, match="fewer than tune.budget 5"):
+        load_sweep(study_spec(tmp_path / "r.yaml", data / "schema.yaml"), budget=5)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"set": {"train.steps": 3, "split.validation_fraction": 0}}, "selection would have to read the test split"),
+    ({"tune": {"budget": 3, "split": "test", "space": {"lr": [0.1, 0.2, 0.3]}}}, "selection always reads the validation"),
+    ({"tune": {"budget": 4, "space": {"lr": [0.05, 0.1, 0.2]}}}, "arms.none: its search space has 3 cells, fewer than tune.budget 4"),
+    ({"tune": {"budget": 3, "metric": "recall@7", "space": {"lr": [0.05, 0.1, 0.2]}}}, "tune.metric: 'recall@7' is not computed"),
+    ({"baseline": "fd"}, "baseline: name one of the arms"),
+    ({"arms": {"none": {"set": {"aug": "none"}, "space": {"fraction": [0.5, 1.0, 0.2]}}}}, "fraction cannot vary"),
+    ({"arms": {"none": {"set": {"aug": "none"}}, "x": {"from": "y"}}}, "arms.x.from: name a tuned arm"),
+    ({"grid": {"aug": ["none"]}}, "give either 'grid'"),
+    ({"null_seeds": [1]}, "null_seeds: distinct seeds not among 'seeds'"),
+])
+def test_bad_studies_name_the_field(extra: dict, message: str, data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_sweep(study_spec(tmp_path / "bad.yaml", data / "schema.yaml", **extra))
+    assert message in e.value.line() and "bad.yaml" in e.value.line()
+
+
+def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation prefers lr 0.05, test prefers lr 0.2: the pick is lr 0.05, no tuning cell is scored
+    on test before the pick, and select_best refuses test results outright."""
+    import types
+
+    import sslkit.evaluate
+    import sslkit.train
+    from sslkit.sweep import select_best
+
+    calls: list[tuple[str, str]] = []
+
+    def fake_train(cfg: object, *, run_dir: Path, **_: object) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "summary.json").write_text(json.dumps({"train_seconds": 0.1}))
+        (run_dir / "config.json").write_text(json.dumps({"lr": cfg.train.lr, "seed": cfg.train.seed}))
+
+    def fake_eval(run_dir: Path, *, split: str, **_: object) -> object:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+        calls.append((split, Path(run_dir).name))
+        score = (0.3 - cfg["lr"]) if split == "validation" else cfg["lr"]  # opposite preferences
+        per_query = {m: np.full(10, score) + 0.001 * cfg["seed"] for m in ("recall@10", "recall@50", "map@10", "map@50")}
+        metrics = {m: float(v.mean()) for m, v in per_query.items()}
+        body = {"split": split, "metrics": metrics, "slices": {}, "toppop": {}}
+        (Path(run_dir) / ("eval.json" if split == "test" else "eval.validation.json")).write_text(json.dumps(body))
+        return types.SimpleNamespace(queries=np.arange(10), per_query=per_query)
+
+    monkeypatch.setattr(sslkit.train, "run_training", fake_train)
+    monkeypatch.setattr(sslkit.evaluate, "evaluate_run", fake_eval)
+    sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml",
+                               arms={"none": {"set": {"aug": "none"}}}, null_seeds=[2, 3]))
+    results, failed = run_sweep(sw)
+    assert not failed
+    assert sw.selected["none"]["lr"] == 0.05
+    first_test = [s for s, _ in calls].index("test")
+    assert all(s == "validation" for s, _ in calls[:first_test]) and len(calls[:first_test]) == 3
+    assert all(s == "test" for s, _ in calls[first_test:])
+    summary = summarize_sweep(sw, results, n_boot=50)
+    assert summary["arms"]["none"]["selected"] == {"aug": "none", "lr": 0.05}
+    assert summary["arms"]["none"]["selected_validation"] == pytest.approx(0.25)
+    assert sorted(t["validation"]["recall@10"] for t in summary["tuning"]) == pytest.approx([0.1, 0.2, 0.25])
+    assert summary["selection"]["split"] == "validation" and summary["null_check"]["runs"] == 4
+    test_results = [r for r in results if r.split == "test"]
+    with pytest.raises(ValueError, match="validation results only"):
+        select_best({"none": test_results}, "recall@10")
