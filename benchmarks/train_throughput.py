@@ -5,12 +5,27 @@
   >= 12,000 examples/s.
 * ml100k: MovieLens-100K-sized user-to-item (1.7k items, 4 small item + 4 user features, embedding 32,
   hidden [256, 64], batch 512, SSL on). Target >= 90,000 examples/s.
+* aai: the paper's AAI shape (2.4M items, batch 4096, hidden [1024, 256], embedding 64, --aug cfm) with
+  the Wikipedia-preset features and 10M pairs (`--items`/`--pairs` scale it). Meant for a GPU: target
+  >= 2,000,000 examples/s per H100-class GPU, i.e. 1B pairs per epoch in under 10 minutes
+  (`epoch_1b_pairs_minutes` in the output).
 
 Also measures this machine's matmul throughput with a probe in the same run and reports the share
 of the matmul-bound limit each shape reaches (model FLOPs per example counted analytically).
 
     python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads 2] [--shape wikipedia,ml100k]
-        [--precision auto|fp32|bf16] [--system-malloc]
+        [--precision auto|fp32|bf16] [--system-malloc] [--device cpu|cuda] [--nproc N]
+        [--sparse-reduce all_reduce|all_gather|dense] [--items N] [--pairs N] [--work DIR]
+
+    # on one GPU, then data-parallel on every GPU of the machine (one command each):
+    python benchmarks/train_throughput.py --shape aai --device cuda --steps 100 --repeats 3
+    python benchmarks/train_throughput.py --shape aai --device cuda --steps 100 --repeats 3 --nproc $(nvidia-smi -L | wc -l)
+
+`--nproc N` reruns this script under torchrun on N local processes (`sslkit.distributed`: gloo on CPU,
+nccl on GPUs; `--threads` is divided between them); the global batch is the shape's batch, split over
+the ranks, and examples/s counts global examples. `--sparse-reduce` picks how the ranks sum sparse
+embedding-table gradients (default: all_reduce on gloo, all_gather on nccl; `dense` densifies them
+first, what DistributedDataParallel would need on nccl), to measure what each costs.
 
 `--precision` is `train.precision`: `auto` (the default, as in `sslkit train`) runs the towers under
 bf16 autocast on a CPU with AMX and in fp32 elsewhere; `towers_in` in the output says which. The
@@ -23,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -37,9 +53,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from synthetic import generator  # noqa: E402
-from sslkit import runtime  # noqa: E402
+from sslkit import distributed, runtime  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
-from sslkit.store import load_or_build  # noqa: E402
 from sslkit.train import build_setup, num_views, train_step, training_mi  # noqa: E402
 
 ML_SCHEMA = """
@@ -63,6 +78,9 @@ SHAPES = {
     "ml100k": dict(preset="ml100k", schema="ml.yaml", target=90_000,
                    sets=["model.hidden=[256,64]", "model.embedding_dim=32", "train.batch_size=512",
                          "ssl.aug=cfm", "ssl.alpha=0.3"]),
+    "aai": dict(preset="wikipedia", schema="schema.yaml", target=2_000_000, items=2_400_000, pairs=10_000_000,
+                sets=["model.hidden=[1024,256]", "model.embedding_dim=64", "train.batch_size=4096",
+                      "ssl.aug=cfm", "ssl.alpha=0.3", "train.temperature=0.06"]),
 }
 
 
@@ -92,32 +110,50 @@ def flops_per_example(setup) -> float:
     return per_batch / b
 
 
+def sync(setup) -> None:
+    """Wait for the device and (under torchrun) every rank, so the clock reads finished steps."""
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize()
+    setup.world.barrier()
+
+
 def timed(setup, steps: int) -> tuple[float, float]:
-    """examples/s of `steps` optimizer steps (the training loop's body, without logging), and the
-    process's minor page faults per step over them."""
+    """examples/s (global) of `steps` optimizer steps (the training loop's body, without logging), and
+    the process's minor page faults per step over them."""
     gen = torch.Generator().manual_seed(0)
     b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
-    perm = torch.randperm(len(setup.train_pairs), generator=gen)
+    perm = torch.randperm(len(setup.train_pairs), generator=gen).to(setup.device)
+    sync(setup)
     faults, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
     for i in range(steps):
         rows = perm[(i * b) % (len(perm) - b):][:b]
         train_step(setup, rows, gen)
+    sync(setup)
     rate = steps * b / (time.perf_counter() - t0)
     return rate, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
-def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float, precision: str = "auto") -> dict:
+def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | None, precision: str = "auto",
+              device: str = "cpu", sparse: str | None = None, items: int | None = None,
+              pairs: int | None = None) -> dict:
     spec = SHAPES[name]
     out = work / name
+    world = distributed.current()
     t0 = time.perf_counter()
-    generator().generate(out, preset=spec["preset"])
+    if world.is_main and not (out / spec["schema"]).exists():  # rank 0 writes the data the ranks share
+        generator().generate(out, preset=spec["preset"], items=items or spec.get("items"),
+                             pairs=pairs or spec.get("pairs"), fmt="parquet" if name == "aai" else "csv")
+        if name == "ml100k":
+            (out / "ml.yaml").write_text(ML_SCHEMA)
+    world.barrier()
     gen_s = time.perf_counter() - t0
-    if name == "ml100k":
-        (out / "ml.yaml").write_text(ML_SCHEMA)
-    cfg = load_config(out / spec["schema"], [*spec["sets"], "train.device=cpu", f"train.precision={precision}"])
+    cfg = load_config(out / spec["schema"], [*spec["sets"], f"train.device={device}", f"train.precision={precision}",
+                                             f"cache_dir={work / 'cache'}"])
     t0 = time.perf_counter()
-    store = load_or_build(cfg, use_cache=False)
+    store = distributed.load_store(cfg, lambda _: None)  # built once (rank 0), cached in the work directory
     prep_s = time.perf_counter() - t0
+    if sparse:
+        world.sparse = sparse
     mi = training_mi(cfg, store, lambda _: None)
     names = [n for n, s in store.items.specs.items() if not s.dense]
     setup = build_setup(cfg, store, [[names.index(f) for f in mi["mask_sets"][n]] for n in names])
@@ -126,16 +162,19 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float, pre
     rates = [r for r, _ in runs]
     rate = statistics.median(rates)
     fpe = flops_per_example(setup)
-    return {"shape": name, "items": store.items.rows, "train_pairs": len(store.splits["train"]),
+    bound = {} if probe is None else {
+        "matmul_bound_examples_per_s": round(probe * 1e9 / fpe), "fraction_of_matmul_bound": round(rate * fpe / (probe * 1e9), 3)}
+    return {"shape": name, "device": str(setup.device), "world_size": world.size, "backend": world.backend,
+            "sparse_reduce": world.sparse if world.active else None,
+            "items": store.items.rows, "train_pairs": len(store.splits["train"]),
             "item_features": names, "batch_size": cfg.train.batch_size, "hidden": cfg.model.hidden,
             "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision,
             "towers_in": "bf16" if setup.bf16 else "fp32", "steps": steps,
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
             "page_faults_per_step": round(statistics.median(f for _, f in runs), 1),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
-            "matmul_gflop_per_example": round(fpe / 1e9, 5),
-            "matmul_bound_examples_per_s": round(probe * 1e9 / fpe),
-            "fraction_of_matmul_bound": round(rate * fpe / (probe * 1e9), 3),
+            "epoch_1b_pairs_minutes": round(1e9 / rate / 60, 1),
+            "matmul_gflop_per_example": round(fpe / 1e9, 5), **bound,
             "generate_s": round(gen_s, 2), "preprocess_s": round(prep_s, 2)}
 
 
@@ -147,15 +186,48 @@ def main() -> None:
     p.add_argument("--shape", default="wikipedia,ml100k")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--system-malloc", action="store_true", help="leave glibc malloc's defaults (the library case)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (reruns this script under torchrun)")
+    p.add_argument("--sparse-reduce", choices=["all_reduce", "all_gather", "dense"], help="sparse gradient sum over ranks")
+    p.add_argument("--items", type=int, help="override the shape's item count (aai: scale it down)")
+    p.add_argument("--pairs", type=int, help="override the shape's pair count")
+    p.add_argument("--work", help="data directory shared by the ranks (default: a temporary one)")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.nproc > 1 and not distributed.launched():
+        sys.exit(relaunch(a))
+    world = distributed.init_from_env(a.device)
+    threads = max(1, a.threads // world.size)
+    torch.set_num_threads(threads)
     kept = not a.system_malloc and runtime.keep_freed_memory()  # as the `sslkit` command does
-    probe = matmul_probe()
+    probe = matmul_probe() if a.device == "cpu" else None
     with tempfile.TemporaryDirectory() as tmp:
-        shapes = [run_shape(s, Path(tmp), a.steps, a.repeats, probe, a.precision) for s in a.shape.split(",")]
-    print(json.dumps({"benchmark": "train_throughput", "device": "cpu", "threads": a.threads,
-                      "torch": torch.__version__, "matmul_probe_gflops": round(probe, 1), "keep_freed_memory": kept,
-                      "shapes": shapes}, indent=1))
+        work = Path(a.work or tmp)
+        shapes = [run_shape(s, work, a.steps, a.repeats, probe, a.precision, a.device, a.sparse_reduce, a.items, a.pairs)
+                  for s in a.shape.split(",")]
+    if world.is_main:
+        print(json.dumps({"benchmark": "train_throughput", "device": a.device, "world_size": world.size,
+                          "threads_per_process": threads, "torch": torch.__version__,
+                          "gpu": torch.cuda.get_device_name() if a.device == "cuda" else None,
+                          "matmul_probe_gflops": probe and round(probe, 1), "keep_freed_memory": kept,
+                          "shapes": shapes}, indent=1))
+    distributed.shutdown()
+
+
+def relaunch(a: argparse.Namespace) -> int:
+    """This script on `--nproc` local processes under torchrun, sharing one data directory."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv, skip = [], False  # without --nproc (the ranks run one process each)
+        for arg in sys.argv[1:]:
+            if not (skip or arg == "--nproc" or arg.startswith("--nproc=")):
+                argv.append(arg)
+            skip = arg == "--nproc"
+        if not a.work:
+            argv += ["--work", tmp]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, a.threads // a.nproc))}
+        return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                f"--nproc-per-node={a.nproc}", __file__, *argv], env=env)
 
 
 if __name__ == "__main__":

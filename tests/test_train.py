@@ -138,3 +138,27 @@ def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Pat
     assert a.validation and json.loads((data / "bf_a/config.json").read_text())["train"]["precision"] == "bf16"
     # run.json says what the run trained in (config.json may say auto)
     assert [json.loads((data / r / "run.json").read_text())["precision"] for r in ("bf_a", "fp")] == ["bf16", "fp32"]
+
+
+def test_nan_guard_without_per_step_checks_runs_before_every_checkpoint(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on CUDA, where the loss is read only every log_every steps: a non-finite loss one step
+    before an epoch's end (here a NaN value whose gradient stays finite, so later losses look fine)
+    stops training at the epoch's end, before its checkpoint would be written."""
+    import sslkit.losses as losses
+    import sslkit.train as train_mod
+
+    cfg, store, mi = setup(data, "train.log_every=1000")
+    epoch = train_mod.build_setup(cfg, store, None).steps_per_epoch
+    monkeypatch.setattr(train_mod, "_check_every_step", lambda device: False)
+    calls = {"n": 0}
+    real = losses.info_nce_loss
+
+    def nan_value_once(z1, z2, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        out = real(z1, z2, **kw)
+        return out + out.detach() * float("nan") if calls["n"] == epoch - 1 else out
+
+    monkeypatch.setattr(losses, "info_nce_loss", nan_value_once)
+    with pytest.raises(TrainingError, match=rf"a loss became non-finite by step {epoch}; the last good checkpoint is kept"):
+        train(cfg, store, run_dir=data / "nan", mi=mi)
+    assert not (data / "nan/checkpoint.pt").exists()
