@@ -10,6 +10,8 @@ Everything is Polars or numpy on whole columns; nothing loops over rows in Pytho
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -110,7 +112,7 @@ def _with_time(df: pl.DataFrame, ic: Interactions, *, path: str) -> pl.DataFrame
     bad = out.filter(pl.col("_time").is_null() & pl.col("_text").is_not_null())
     if bad.height:
         how = f"with interactions.time_format {fmt!r}" if fmt else "as a date/time"
-        raise DataError(f"{path}: {bad.height} of {df.height} times cannot be read {how}, e.g. {bad['_text'][0]!r}",
+        raise DataError(f"{path}: {bad.height:,} of {df.height:,} times cannot be read {how}, e.g. {bad['_text'][0]!r}",
                         hint="fix interactions.time_format (strftime codes, e.g. '%d/%m/%Y %H:%M')")
     return out.drop("_text", *([] if ic.time_from else [ic.time])).rename({"_time": ic.time})
 
@@ -121,6 +123,12 @@ def _where(df: pl.DataFrame, ic: Interactions, *, path: str, report: dict[str, A
         return df
     try:
         kept = df.filter(parse_where(ic.where))
+    except pl.exceptions.ColumnNotFoundError as e:
+        missing = re.search(r'column "([^"]*)"', str(e))
+        name = missing.group(1) if missing else "?"
+        close = difflib.get_close_matches(name, df.columns, n=1)
+        raise ConfigError(f"interactions.where {ic.where!r}: {path} has no column '{name}'",
+                          hint=f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}")
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"interactions.where {ic.where!r} on {path}: {first}",

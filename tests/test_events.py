@@ -64,7 +64,7 @@ def test_where_that_does_not_parse_is_a_config_error(tmp_path: Path, where: str)
         config(tmp_path, RATINGS, query="item", where=where)
 
 
-@pytest.mark.parametrize("where, message", [("ratin >= 4", "unable to find column"),
+@pytest.mark.parametrize("where, message", [("ratin >= 4", "has no column 'ratin' — did you mean 'rating'?"),
                                             ("rating + 1", "Boolean")])
 def test_where_that_fails_on_the_data_names_the_key(tmp_path: Path, where: str, message: str) -> None:
     cfg = config(tmp_path, RATINGS, query="item", where=where)
