@@ -396,13 +396,13 @@ def recommend(
 @app.command()
 @handle_errors
 def sweep(
-    spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML): schema, set, grid, baseline.", show_default=False)],
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML): schema, set, and a grid + baseline, or arms + tune + seeds + baseline (a tuning study).", show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and their status; train nothing.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the cell runs [the spec's out].")] = None,
     json_out: JsonOpt = False,
     set_: SetOpt = None,
 ) -> None:
-    """Train and evaluate every grid cell (resumable: done cells are skipped), then compare with the baseline."""
+    """Train and score every cell (resumable), or tune each arm on validation and test its pick; compare with the baseline."""
     from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
     from sslkit.train import Interrupted
 

@@ -251,6 +251,8 @@ def render_sweep(summary: dict[str, Any]) -> None:
         else:
             rel = ["baseline" if g["group"] in baselines else "-"] * len(names)
         rows.append([g["group"], g["seeds"], *cells, *rel])
-    out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells (mean ± std over seeds; "
-                    "vs baseline: bootstrap 95% CI over queries and seeds)",
+    sel = summary.get("selection")  # a tuning study: each arm's pick, chosen on validation, scored on test
+    how = f"picks by validation {sel['metric']} of {sel['budget']} cells per arm; test, " if sel else ""
+    out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells ({how}mean ± std over seeds; "
+                    "vs baseline: bootstrap 95% CI, seeds paired)",
                     ["group", "seeds", *names, *[f"Δ{m}" for m in names]], rows, right=["seeds"]))
