@@ -65,3 +65,42 @@ def test_ranks_that_disagree_fail_with_one_line(two_ranks: tuple[Path, dict]) ->
         assert errors["config"][1].startswith("ranks disagree on the training config")
         assert errors["batch"] == ["ConfigError", "train.batch_size=63 does not split over 2 ranks — use a multiple "
                                    "of 2 (a global batch is divided evenly between ranks)"]
+
+
+def test_sigterm_on_two_ranks_saves_one_checkpoint_and_resumes_on_one(data: Path) -> None:
+    """`sslkit train --nproc 2` stopped by SIGTERM: exit 130, one checkpoint, one metrics line per step;
+    `--resume` in one process then ends where an uninterrupted one-process run ends."""
+    import signal
+    import time
+
+    from typer.testing import CliRunner
+
+    from sslkit.checkpoint import read_checkpoint
+    from sslkit.cli import app
+
+    sets = ["--set", "train.log_every=1", "--set", "model.hidden=[32,16]", "--set", "model.embedding_dim=8"]
+    args = ["train", str(data / "schema.yaml"), "--aug", "cfm", "--batch-size", "64", "--device", "cpu", *sets]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "sslkit", *args, "--steps", "100000", "--out", str(data / "cut"),
+                             "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = data / "cut/metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stdout == ""
+    step = read_checkpoint(data / "cut")["progress"]["step"]
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if '"loss"' in line]
+    assert 3 <= step < 100000 and logged == list(range(1, step + 1))  # rank 0 alone wrote, up to the checkpoint
+    assert "checkpoint saved" in stderr and stderr.count("stopped at step") == 1
+
+    runner = CliRunner()
+    resumed = runner.invoke(app, [*args, "--steps", str(step + 2), "--out", str(data / "cut"), "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    straight = runner.invoke(app, [*args, "--steps", str(step + 2), "--out", str(data / "one"), "--json"])
+    assert straight.exit_code == 0, straight.output
+    a, b = read_checkpoint(data / "cut")["model"], read_checkpoint(data / "one")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
