@@ -35,8 +35,9 @@ validation is selected, and only the selected cells are trained with `seeds` and
       alpha: {arms: [cfm], values: [0.01, 0.1, 1, 3]}
 
 A tuned arm's grid is `tune.space` × its own `space`; when it has more cells than the budget, a
-seeded random subset of `budget` cells is drawn (per arm name, so the same arm draws the same
-cells in every spec) and the summary says so; a grid smaller than the budget is an error (the
+seeded, balanced random subset of `budget` cells is drawn (each knob's values spread evenly over
+the cells; seeded by the arm's name, so the same arm draws the same cells in every spec) and the
+summary says so; a grid smaller than the budget is an error (the
 budgets would not be equal). Selection cannot read test: it needs `split.validation_fraction` > 0,
 there is no key to select on another split, and the selection function refuses anything but
 validation results. Tests are paired: seed s of an arm has the same initialization and batch order
@@ -414,23 +415,29 @@ def _plan_study(sweep: Sweep) -> None:
 
 
 def _draw(arm: str, space: dict[str, list[Any]], budget: int, sample_seed: int) -> list[dict[str, Any]]:
-    """`budget` cells of the grid `space`: all when it has exactly that many, else a seeded random subset.
+    """`budget` distinct cells of the grid `space`: all when it has exactly that many, else a seeded
+    balanced random subset (Latin-hypercube style): each knob's values are spread evenly over the
+    cells (every value ⌊B/n⌋ or ⌈B/n⌉ times; B of them at random when n > B), in random order.
 
     Seeded by the arm's name, so an arm draws the same cells in every spec (and shares them).
     """
     keys = list(space)
     sizes = [len(space[k]) for k in keys]
     total = math.prod(sizes)
-    rng = np.random.default_rng([sample_seed, zlib.crc32(arm.encode())])
-    picks = range(total) if total == budget else sorted(rng.choice(total, size=budget, replace=False).tolist())
-    cells = []
-    for i in picks:  # mixed-radix decode: the grid is never materialized
-        values, rest = {}, int(i)
-        for k, n in zip(reversed(keys), reversed(sizes)):
-            values[k] = space[k][rest % n]
-            rest //= n
-        cells.append({k: values[k] for k in keys})
-    return cells
+    if total == budget:
+        picks = list(itertools.product(*(range(n) for n in sizes)))
+    else:
+        rng = np.random.default_rng([sample_seed, zlib.crc32(arm.encode())])
+        for _ in range(1000):
+            cols = [rng.permutation(rng.choice(n, budget, replace=False) if n > budget
+                                    else np.resize(rng.permutation(n), budget)) for n in sizes]
+            picks = sorted(set(zip(*(c.tolist() for c in cols))))
+            if len(picks) == budget:
+                break
+        else:  # a budget near the grid's size: a plain random subset
+            flat = sorted(rng.choice(total, size=budget, replace=False).tolist())
+            picks = [tuple(int(i) // math.prod(sizes[j + 1:]) % sizes[j] for j in range(len(sizes))) for i in flat]
+    return [{k: space[k][i] for k, i in zip(keys, pick)} for pick in picks]
 
 
 def later_cells(sweep: Sweep) -> list[Cell]:

@@ -377,3 +377,18 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
     test_results = [r for r in results if r.split == "test"]
     with pytest.raises(ValueError, match="validation results only"):
         select_best({"none": test_results}, "recall@10")
+
+
+def test_tuning_subsets_are_balanced_distinct_and_seeded() -> None:
+    from sslkit.sweep import _draw
+
+    space = {"lr": [0.02, 0.05, 0.1, 0.2], "temperature": [0.1, 0.2, 0.3], "logq": [True, False],
+             "alpha": [0.01, 0.03, 0.1, 0.3, 1.0], "dropout": [0.1, 0.3, 0.5]}
+    cells = _draw("cfm", space, 6, 0)
+    assert len({json.dumps(c, sort_keys=True) for c in cells}) == 6
+    assert sorted(sum(c["logq"] for c in cells) for _ in [0]) == [3]  # 2 values over 6 cells: 3 each
+    assert all(sum(c["temperature"] == t for c in cells) == 2 for t in space["temperature"])
+    assert len({c["alpha"] for c in cells}) == 5  # 5 values over 6 cells: each at least once
+    assert _draw("cfm", space, 6, 0) == cells and _draw("so", space, 6, 0) != cells
+    assert _draw("cfm", space, 6, 1) != cells
+    assert len(_draw("x", {"a": [1, 2, 3]}, 3, 0)) == 3
