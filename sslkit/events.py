@@ -142,12 +142,19 @@ def _where(df: pl.DataFrame, ic: Interactions, *, path: str, report: dict[str, A
 
 
 def _sort_keys(df: pl.DataFrame, cols: list[str]) -> list[pl.Expr]:
-    """Sort keys; text that holds numbers sorts as numbers ('2' < '10'), the rest as text after them."""
+    """Sort keys; text that holds numbers sorts as numbers ('2' < '10'), other text before them.
+
+    A text column whose values are all integers sorts by the integers alone (about 3x faster).
+    """
     keys: list[pl.Expr] = []
     for c in cols:
         if df.schema[c] == pl.String:
-            keys.append(pl.col(c).cast(pl.Int64, strict=False))
-        keys.append(pl.col(c))
+            as_int = pl.col(c).cast(pl.Int64, strict=False)
+            keys.append(as_int)
+            if df.select(as_int.null_count() > pl.col(c).null_count()).item():
+                keys.append(pl.col(c))
+        else:
+            keys.append(pl.col(c))
     return keys
 
 
@@ -164,15 +171,17 @@ def build_pairs(kept: pl.DataFrame, cfg: Config, *, path: str, report: dict[str,
     if query in kept.columns:
         raise SchemaError(f"{path}: column '{query}' exists; interactions.pairs names its query column so",
                           hint="rename that column in the file")
-    nulls = kept.select(pl.any_horizontal(pl.col(group).is_null()).sum()).item()
-    if nulls:
-        raise DataError(f"{path}: {nulls} events have no group (interactions.pairs.group: {rule.group})",
-                        hint=f"drop them with interactions.where: \"{group[0]} IS NOT NULL\"")
+    timed = [ic.time] if ic.time and rule.rule == "next" else []
+    for cols, key in ((group, f"group (interactions.pairs.group: {rule.group})"), (timed, "time (interactions.time)")):
+        nulls = kept.select(pl.any_horizontal(pl.col(cols).is_null()).sum()).item() if cols else 0
+        if nulls:
+            raise DataError(f"{path}: {nulls:,} events have no {key}",
+                            hint=f"drop them with interactions.where: \"{cols[0]} IS NOT NULL\"")
     carry = list(dict.fromkeys([*group, *columns(cfg.split.group)] + [c for c in (ic.time, cfg.split.column) if c]))
     carry = [c for c in carry if c != item]
     ev = kept.select(list(dict.fromkeys([item, *carry, *rule.tie_break]))).with_row_index("_event")
-    order = [*group] + ([ic.time] if ic.time else []) + rule.tie_break + ["_event"]
-    ev = ev.sort(_sort_keys(ev, order), nulls_last=True, maintain_order=True)
+    order = [*group] + ([ic.time] if ic.time else []) + rule.tie_break + ["_event"]  # _event: unique, so no ties
+    ev = ev.sort(_sort_keys(ev, order))  # (nulls_last would be ~4x slower)
     if rule.rule == "next":
         pairs = _next_pairs(ev, rule, item=item, query=query, time=ic.time, carry=carry, path=path)
     else:
@@ -193,8 +202,9 @@ def _next_pairs(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time
                 carry: list[str], path: str) -> pl.DataFrame:
     """Each event → the next `window` events of its group (within `max_seconds` when set)."""
     group = columns(rule.group)
-    pos = pl.int_range(pl.len(), dtype=pl.Int64).over(group)
-    count = pl.min_horizontal(pl.lit(rule.next_window(), pl.Int64), pl.len().over(group).cast(pl.Int64) - pos - 1)
+    ev = _group_bounds(ev, group)
+    pos = pl.int_range(pl.len(), dtype=pl.Int64) - pl.col("_start")
+    count = pl.min_horizontal(pl.lit(rule.next_window(), pl.Int64), pl.col("_end") - pl.int_range(pl.len(), dtype=pl.Int64))
     if rule.max_seconds is not None and time is not None:
         secs = _seconds(ev, time, path=path)
         end = secs.search_sorted(secs + rule.max_seconds, side="right").over(group).cast(pl.Int64)
@@ -206,6 +216,18 @@ def _next_pairs(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time
              .explode("_target"))
     targets = ev.select(item, *carry)[seeds["_target"].to_numpy()]
     return targets.with_columns(ev[item].gather(seeds["_seed"]).alias(query))
+
+
+def _group_bounds(df: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """Add `_start` / `_end`: the row index of the first / last row of each row's group (df sorted by group).
+
+    Boundaries from comparing neighbours: linear, and ~10x faster than window expressions over groups.
+    """
+    idx = pl.int_range(pl.len(), dtype=pl.Int64)
+    first = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in group]).fill_null(True)
+    last = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(-1)) for c in group]).fill_null(True)
+    return df.with_columns(pl.when(first).then(idx).forward_fill().alias("_start"),
+                           pl.when(last).then(idx).backward_fill().alias("_end"))
 
 
 def _seconds(ev: pl.DataFrame, time: str, *, path: str) -> pl.Expr:
@@ -222,8 +244,9 @@ def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, t
                    carry: list[str], report: dict[str, Any], log: Log) -> pl.DataFrame:
     """Every two distinct items of a group, both ways; a group keeps its first `max_items` items."""
     group, cap = columns(rule.group), rule.item_cap()
-    first = ev.unique(subset=[*group, item], keep="first", maintain_order=True).with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).over(group).alias("_rank"), pl.len().over(group).alias("_n"))
+    first = _group_bounds(ev.unique(subset=[*group, item], keep="first", maintain_order=True), group)
+    idx = pl.int_range(pl.len(), dtype=pl.Int64)
+    first = first.with_columns((idx - pl.col("_start")).alias("_rank"), (pl.col("_end") - pl.col("_start") + 1).alias("_n"))
     over = first.filter((pl.col("_rank") == 0) & (pl.col("_n") > cap))
     left_out = int((over["_n"] - cap).sum()) if over.height else 0
     report.update(max_items=cap, groups_capped=over.height, items_capped=left_out,

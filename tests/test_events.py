@@ -146,9 +146,11 @@ def test_a_huge_timeline_with_a_wide_window_stays_linear(tmp_path: Path) -> None
     assert s.report["pairs_built"] == 2 * n - 3  # each event pairs with the next two seconds only
 
 
-def test_events_without_a_group_are_an_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"1 events have no group .*IS NOT NULL"):
+def test_events_without_a_group_or_time_are_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"1 events have no group .*\"user IS NOT NULL\""):
         store.build(config(tmp_path, "user,item,ts\n1,a,1\n,b,2\n1,c,3\n", time="ts", pairs=NEXT))
+    with pytest.raises(DataError, match=r"1 events have no time \(interactions.time\).*\"ts IS NOT NULL\""):
+        store.build(config(tmp_path, "user,item,ts\n1,a,1\n1,b,\n1,c,3\n", time="ts", pairs=NEXT))
 
 
 # --- co_occurrence -------------------------------------------------------------------------------
