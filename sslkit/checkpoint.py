@@ -6,6 +6,7 @@ checkpoint can never run code. Later stages (`eval`, `embed`) need nothing but t
 
 from __future__ import annotations
 
+import hashlib
 import io as _bytes
 import platform
 import sys
@@ -25,11 +26,13 @@ FILE = "checkpoint.pt"
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
-                    cfg: Config, progress: dict[str, Any]) -> None:
-    """Write `run_dir/checkpoint.pt` atomically."""
+                    cfg: Config, progress: dict[str, Any], *, data: dict[str, str] | None = None) -> None:
+    """Write `run_dir/checkpoint.pt` atomically, with a digest of its contents and the data pin
+    (`sslkit.store.fingerprint` of the data it trains on)."""
     state = {"format": FORMAT, "version": VERSION, "sslkit": __version__, "model": model.state_dict(),
              "optimizers": [o.state_dict() for o in optimizers], "progress": progress,
-             "config": dump_config(cfg)}
+             "config": dump_config(cfg), "data": data or {}}
+    state["digest"] = state_digest(state)
     buf = _bytes.BytesIO()
     torch.save(state, buf)
     io.atomic_write_bytes(run_dir / FILE, buf.getvalue())
@@ -53,7 +56,49 @@ def read_checkpoint(run_dir: Path, *, map_location: str | torch.device = "cpu") 
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint format {state.get('version')} is not supported "
                               f"by sslkit {__version__} (expects {VERSION})")
+    if not all(isinstance(state.get(k), dict) for k in ("model", "config", "progress")):
+        raise CheckpointError(f"{path}: checkpoint lacks its model, config or progress", hint="retrain into a fresh --out")
+    if "digest" in state and state_digest({k: v for k, v in state.items() if k != "digest"}) != state["digest"]:
+        raise CheckpointError(f"{path}: checkpoint is damaged (its contents fail their checksum)",
+                              hint="restore it from a backup, or retrain")
     return state
+
+
+def state_digest(obj: Any) -> str:
+    """blake2b over a checkpoint's contents: every tensor's dtype, shape and bytes, every other value's repr.
+
+    Stored inside the checkpoint, so weights damaged on disk (same size, even with the zip CRCs
+    left stale) are caught at load; costs one pass over the weights.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.is_sparse:
+            t = t.coalesce()
+            _feed(h, ["sparse", t.indices(), t.values(), list(t.shape)])
+            return
+        t = t.cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _feed(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for v in obj:
+            _feed(h, v)
+        h.update(b"]")
+    else:
+        h.update(repr(obj).encode())
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
@@ -92,8 +137,11 @@ def run_metadata(store: Any, argv: list[str] | None, device: torch.device, preci
     import polars
     import pydantic
 
+    from sslkit.store import fingerprint
+
     return {"argv": argv or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "feature_store": {"key": store.key, "path": str(store.path) if store.path else None},
+            "data": fingerprint(store),
             "device": str(device), "precision": precision, "python": platform.python_version(),
             "numerics": NUMERICS_VERSION, "source": source_revision(),  # source: git commit or None
             "versions": {"sslkit": __version__, "torch": torch.__version__, "polars": polars.__version__,

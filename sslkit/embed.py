@@ -18,7 +18,7 @@ import polars as pl
 from sslkit import encode, io
 from sslkit.checkpoint import load_state, read_checkpoint
 from sslkit.config import Config, Feature, validate
-from sslkit.errors import CheckpointError, DataError
+from sslkit.errors import CheckpointError, DataChangedError, DataError
 from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
 from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
 from sslkit.store import EntityTable, FeatureStore
@@ -37,19 +37,39 @@ class Run:
     item_specs: dict[str, FeatureSpec]
     query_specs: dict[str, FeatureSpec] | None  # None in item-to-item mode
     state: dict[str, Any]
+    allow_data_change: bool = False  # --allow-data-change: use changed data, with a warning
+    warn: Any = None  # where that warning goes (default: the stderr console)
 
     def store(self, log: Any = lambda _: None) -> FeatureStore:
         """The run's feature store (rebuilt from the schema's data files if not cached; for a run
-        trained from standard input, the store cached then, found through run.json)."""
-        from sslkit.store import load_or_build, reads_stdin
+        trained from standard input, the store cached then, found through run.json), checked against
+        the data pin in the checkpoint: no silent re-split, no silently changed catalog.
+
+        Raises:
+            DataChangedError: the data differs from what the run was trained on (and not allowed).
+        """
+        from sslkit.store import describe_change, fingerprint, load_or_build, reads_stdin
 
         store = self._stdin_store(log) if reads_stdin(self.cfg) else load_or_build(self.cfg, log=log)
-        for entity, vocabs in self.vocabs.items():
-            saved = {f: v.num_embeddings for f, v in vocabs.items()}
-            now = {f: v.num_embeddings for f, v in store.vocabs.get(entity, {}).items()}
-            if saved != now:
-                raise CheckpointError(f"{self.dir}: the data behind the schema changed since training "
-                                      f"({entity} vocabularies differ)", hint="retrain, or restore the original data")
+        pinned = self.state.get("data") or {}
+        if not pinned:  # trained before runs were pinned: vocabulary sizes are all there is to compare
+            for entity, vocabs in self.vocabs.items():
+                saved = {f: v.num_embeddings for f, v in vocabs.items()}
+                now = {f: v.num_embeddings for f, v in store.vocabs.get(entity, {}).items()}
+                if saved != now:
+                    raise DataChangedError(f"{self.dir}: the data behind the schema changed since training "
+                                           f"({entity} vocabularies differ)", hint="retrain, or restore the original data")
+            return store
+        now = fingerprint(store)
+        if now != pinned:
+            what = describe_change(pinned, now)
+            if not self.allow_data_change:
+                raise DataChangedError(f"{self.dir}: the data changed since training: {what} differ",
+                                       hint="restore the data the run was trained on, retrain, "
+                                            "or pass --allow-data-change to use the new data anyway")
+            warn = self.warn or _console_warn
+            warn(f"WARNING: {self.dir}: the data changed since training ({what} differ); "
+                 "using the new data as --allow-data-change asks — results are not those of the trained setup")
         return store
 
     def _stdin_store(self, log: Any) -> FeatureStore:
@@ -60,7 +80,7 @@ class Run:
             store = store_mod.load(path)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{self.dir}: trained from standard input, and the feature store cached then "
-                                  f"is gone ({type(e).__name__}: {e})",
+                                  f"is gone or damaged ({type(e).__name__}: {e})",
                                   hint="retrain, piping the same data (its store is cached again)")
         log(f"feature store: cached {path} (the run read standard input)")
         return store
@@ -71,8 +91,21 @@ def specs_from(features: dict[str, Feature], vocabs: dict[str, encode.Vocab]) ->
                            max_len=f.length(), dense=f.dense) for n, f in features.items()}
 
 
-def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
-    """Model + config + vocabularies from a run directory (CheckpointError when unusable)."""
+def _console_warn(message: str) -> None:
+    from sslkit import console
+
+    console.warn(message)
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu", allow_data_change: bool = False,
+             warn: Any = None) -> Run:
+    """Model + config + vocabularies from a run directory (CheckpointError when unusable).
+
+    The checkpoint verifies itself (its digest); vocabs.json is verified against the checkpoint's
+    data pin. `allow_data_change`/`warn`: see `Run.store`.
+    """
+    from sslkit.store import vocab_digest
+
     run_dir = Path(run_dir)
     state = read_checkpoint(run_dir)
     try:
@@ -81,10 +114,16 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
             config = {**config, "split": {**config.get("split", {}), "validation_fraction": 0.0}}  # on all train pairs
         cfg = validate(config, source=str(run_dir / "checkpoint.pt"))
         raw = io.read_json(run_dir / "vocabs.json")
+        pinned = state.get("data") or {}
+        damaged = [e for e in raw if f"vocab.{e}" in pinned and vocab_digest(raw[e]) != pinned[f"vocab.{e}"]]
+        if damaged:
+            raise CheckpointError(f"{run_dir / 'vocabs.json'}: does not match the checkpoint ({', '.join(damaged)} "
+                                  "vocabularies differ): the file was changed or damaged",
+                                  hint="restore it, or retrain into a fresh --out")
         vocabs = {e: {f: encode.Vocab.from_json(v) for f, v in vs.items()} for e, vs in raw.items()}
         item_specs = specs_from(cfg.items.features, vocabs["items"])
         query_specs = None if cfg.item_to_item() else specs_from(cfg.queries.features or {}, vocabs["queries"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{run_dir}: run files are missing or inconsistent ({type(e).__name__}: {e})",
                               hint="retrain into a fresh --out")
     model = TwoTower(item_layout=Layout.from_specs(item_specs),
@@ -94,7 +133,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     load_state(model, state["model"], run_dir)
     model.eval()
     return Run(dir=run_dir, cfg=cfg, model=model.to(device), vocabs=vocabs, item_specs=item_specs,
-               query_specs=query_specs, state=state)
+               query_specs=query_specs, state=state, allow_data_change=allow_data_change, warn=warn)
 
 
 def encode_rows(df: pl.DataFrame, features: dict[str, Feature], vocabs: dict[str, encode.Vocab],
