@@ -324,6 +324,9 @@ def test_mask(pairs: pl.DataFrame, cfg: Config, report: dict[str, Any]) -> np.nd
     sp, ic = cfg.split, cfg.interactions
     unit = columns(sp.group) or [ic.query_column()]
     if sp.method == "leave_last_out":
+        if nulls := pairs[ic.time or ""].null_count():
+            raise DataError(f"split.method leave_last_out: {nulls:,} pairs have no time (interactions.time)",
+                            hint=f"drop them with interactions.where: \"{ic.time} IS NOT NULL\"")
         return _leave_last_out(pairs, unit, time=ic.time or "", fraction=sp.test_fraction, report=report)
     by_time = sp.method == "time"
     rank = pl.col(ic.time or "").rank("ordinal")  # over all pairs, ties in file order

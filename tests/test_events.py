@@ -400,3 +400,19 @@ def test_the_resolved_config_of_a_run_validates_again(pairs: dict[str, Any]) -> 
            "split": {"method": "time", "group": "o"}}
     cfg = validate(raw, source="schema.yaml")
     assert validate(dump_config(cfg), source="run.json") == cfg  # a run's saved config loads back
+
+
+def test_leave_last_out_needs_every_time(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "user,item,ts\n1,a,1\n1,b,\n1,c,3\n", query="user", time="ts",
+                 split={"method": "leave_last_out"}, queries={"kind": "entity", "features": {"user": {"type": "categorical"}}})
+    with pytest.raises(DataError, match=r"1 pairs have no time .*\"ts IS NOT NULL\""):
+        store.build(cfg)
+
+
+def test_composite_query_ids_of_an_entity_from_the_log(tmp_path: Path) -> None:
+    log = "shop,customer,item,age\ns1,7,a,30\ns1,7,b,30\ns2,7,a,41\ns2,8,c,25\ns1,8,b,25\n"
+    cfg = config(tmp_path, log, query=["shop", "customer"], split={"test_fraction": 0.4},
+                 queries={"kind": "entity", "id_separator": ":", "features": {"age": {"type": "numeric", "buckets": 2}}})
+    s = store.build(cfg)
+    assert list(s.queries.ids) == ["s1:7", "s2:7", "s2:8", "s1:8"]  # the same customer in two shops: two queries
+    assert pair_ids(s) == sorted([("s1:7", "a"), ("s1:7", "b"), ("s2:7", "a"), ("s2:8", "c"), ("s1:8", "b")])
