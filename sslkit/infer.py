@@ -70,7 +70,8 @@ def infer_feature(s: pl.Series) -> tuple[dict[str, object], str]:
         has = text.str.contains(sep, literal=True).mean() or 0.0
         if has >= 0.2:
             parts = text.str.split(sep).explode().str.strip_chars()
-            if parts.n_unique() < 0.5 * len(parts) and text.str.count_matches(" ").mean() < 2:  # type: ignore[operator]
+            # the parts repeat across rows and are short (tags, genres, ingredients), not sentences
+            if parts.n_unique() < 0.5 * len(parts) and (parts.str.count_matches(" ").mean() or 0.0) < 1:
                 lens = values.str.split(sep).list.len()
                 return ({"type": "multi_categorical", "separator": sep, "max_len": _max_len(lens)},
                         f"'{sep}'-separated values in {has:.0%} of rows" + _truncates(lens))
@@ -280,35 +281,52 @@ def _pick_item(inter: pl.DataFrame, items_df: pl.DataFrame | None, item_key: lis
 
 
 def _composite_in_log(inter: pl.DataFrame, col: str, roles: Roles) -> list[str]:
-    """[col, other, fixed…] when some columns vary within one `col` value but not within (col, other)."""
+    """[col, other, gained…] when some columns vary within one `col` value but are attributes of
+    (col, other): a pizza's price varies within its name and is fixed by name and size."""
     rest = [c for c in inter.columns if c not in roles.used() | {col}]
-    fixed = _dependent(inter, [col], rest)
+    fixed = _attributes(inter, [col], rest)
     best: list[str] = [col]
     gain: list[str] = []
-    for other in [c for c in rest if c not in fixed and 1 < inter[c].n_unique() <= 100]:
+    for other in [c for c in rest if c not in fixed and not inter.schema[c].is_float()
+                  and 1 < inter[c].n_unique() <= 100]:
         if inter.select([col, other]).n_unique() > 0.5 * inter.height:  # near one row per pair: proves nothing
             continue
-        gained = [c for c in _dependent(inter, [col, other], rest) if c not in fixed and c != other]
+        gained = [c for c in _attributes(inter, [col, other], rest) if c not in fixed and c != other]
         if len(gained) > len(gain):
             best, gain = [col, other], gained
     return best + gain
 
 
-def _dependent(df: pl.DataFrame, key: list[str], columns: list[str]) -> list[str]:
-    """The columns whose value is fixed by `key` (one value per key value)."""
-    n = df.select(key).n_unique()
-    return [c for c in columns if c not in key and df.select([*key, c]).n_unique() == n]
+def _attributes(df: pl.DataFrame, key: list[str], columns: list[str]) -> dict[str, float]:
+    """The columns that are attributes of `key`, with the share of rows holding their key's usual
+    value: ≥ 80% of rows do (a price with occasional promotions stays in), and the key explains at
+    least half of the column's variation (a mostly constant `status` is not an item attribute)."""
+    out = {}
+    for c in columns:
+        if c in key:
+            continue
+        usual = df.group_by([*key, c]).len().group_by(key).agg(pl.col("len").max())["len"].sum() / max(df.height, 1)
+        overall = df[c].value_counts()["count"].max() / max(df.height, 1)  # type: ignore[operator]
+        if usual >= 0.8 and 1 - usual <= 0.5 * (1 - overall):
+            out[c] = float(usual)
+    return out
 
 
 def _derived_items(inter: pl.DataFrame, roles: Roles) -> list[str]:
-    """Item features read from the interaction rows: only columns fixed by the item id."""
-    rest = [c for c in inter.columns if c not in roles.used() - set(roles.item)]
-    fixed = _dependent(inter, roles.item, [c for c in rest if c not in roles.item])
-    varying = [c for c in rest if c not in fixed and c not in roles.item]
+    """Item features read from the interaction rows: the item's attributes; those that vary now and
+    then within one item get `aggregate: mode`."""
+    rest = [c for c in inter.columns if c not in roles.used()]
+    attrs = _attributes(inter, roles.item, rest)
+    varying = [c for c in rest if c not in attrs]
     lines = [f"  id: {_yaml_columns(roles.item)}  # features read from the interaction rows (one row per id)"]
     if varying:
         lines.append(f"  # not item features (they vary within one item): {', '.join(varying)}")
-    return lines + _features(inter.select([*roles.item, *fixed]), indent=2)
+    mostly = {c: v for c, v in attrs.items() if v < 1.0}
+    if mostly:
+        body = ", ".join(f"{c}: mode" for c in mostly)
+        why = ", ".join(f"{c} in {1 - v:.0%} of rows" for c, v in mostly.items())
+        lines.append(f"  aggregate: {{{body}}}  # differs within one item now and then ({why}): take the usual value")
+    return lines + _features(inter.select([*roles.item, *attrs]), indent=2)
 
 
 def _features(df: pl.DataFrame, indent: int) -> list[str]:

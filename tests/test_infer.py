@@ -85,10 +85,12 @@ def _orders(tmp_path: Path) -> Path:
         day, clock = f"2015-{1 + order % 12:02d}-{1 + order % 28:02d}", f"{11 + order % 10:02d}:{order % 60:02d}:07"
         for _ in range(int(rng.integers(1, 5))):
             i, size = int(rng.integers(0, 30)), ["S", "M", "L"][int(rng.integers(0, 3))]
+            promo = 0.8 if order % 10 == 0 else 1.0  # promotion days: the price varies now and then
             rows.append((order, day, clock, names[i], size, ["classic", "veggie"][i % 2],
-                         10 + i % 7 + {"S": 0, "M": 3.5, "L": 6.25}[size], int(rng.integers(1, 3))))
+                         promo * (10 + i % 7 + {"S": 0, "M": 3.5, "L": 6.25}[size]), int(rng.integers(1, 3)),
+                         "completed" if rng.random() < 0.92 else "cancelled"))
     path = tmp_path / "orders.csv"
-    pl.DataFrame(rows, schema=["order_id", "date", "time", "name", "size", "category", "price", "quantity"],
+    pl.DataFrame(rows, schema=["order_id", "date", "time", "name", "size", "category", "price", "quantity", "status"],
                  orient="row").write_csv(path)
     return path
 
@@ -101,7 +103,8 @@ def test_orders_log_one_role_per_column_and_a_composite_item(tmp_path: Path) -> 
     roles = [inter["query"], *inter["item"], *inter["time_from"]]
     assert len(roles) == len(set(roles)) and inter["query"] == "order_id"
     assert set(schema["items"]["features"]) == {"name", "size", "category", "price"}
-    assert "# not item features (they vary within one item): quantity" in text
+    assert schema["items"]["aggregate"] == {"price": "mode"}  # its promotions: the usual price per item
+    assert "# not item features (they vary within one item): quantity, status" in text
     assert "pairs: {rule: co_occurrence, group: order_id}" in text
 
 
