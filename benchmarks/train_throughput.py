@@ -117,20 +117,22 @@ def sync(setup) -> None:
     setup.world.barrier()
 
 
-def timed(setup, steps: int) -> tuple[float, float]:
-    """examples/s (global) of `steps` optimizer steps (the training loop's body, without logging), and
-    the process's minor page faults per step over them."""
+def timed(setup, steps: int) -> tuple[float, float, float]:
+    """examples/s (global) of `steps` optimizer steps (the training loop's body, without logging), the
+    process's minor page faults per step over them, and examples per CPU-second summed over the ranks
+    (what a loaded, shared machine cannot skew by giving the job more or fewer cores)."""
     gen = torch.Generator().manual_seed(0)
     b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
     perm = torch.randperm(len(setup.train_pairs), generator=gen).to(setup.device)
     sync(setup)
-    faults, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+    faults, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
     for i in range(steps):
         rows = perm[(i * b) % (len(perm) - b):][:b]
         train_step(setup, rows, gen)
     sync(setup)
     rate = steps * b / (time.perf_counter() - t0)
-    return rate, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+    cpu = setup.world.mean({"cpu_s": torch.tensor(time.process_time() - c0, device=setup.device)})["cpu_s"] * setup.world.size
+    return rate, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps, steps * b / cpu
 
 
 def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | None, precision: str = "auto",
@@ -159,7 +161,7 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
     setup = build_setup(cfg, store, [[names.index(f) for f in mi["mask_sets"][n]] for n in names])
     timed(setup, 5)  # warm-up
     runs = [timed(setup, steps) for _ in range(repeats)]
-    rates = [r for r, _ in runs]
+    rates = [r for r, _, _ in runs]
     rate = statistics.median(rates)
     fpe = flops_per_example(setup)
     bound = {} if probe is None else {
@@ -171,7 +173,8 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
             "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision,
             "towers_in": "bf16" if setup.bf16 else "fp32", "steps": steps,
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
-            "page_faults_per_step": round(statistics.median(f for _, f in runs), 1),
+            "examples_per_cpu_s": round(statistics.median(c for _, _, c in runs)),
+            "page_faults_per_step": round(statistics.median(f for _, f, _ in runs), 1),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
             "epoch_1b_pairs_minutes": round(1e9 / rate / 60, 1),
             "matmul_gflop_per_example": round(fpe / 1e9, 5), **bound,

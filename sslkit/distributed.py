@@ -23,11 +23,12 @@ whenever the batch sizes divide by the new world size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 from torch import Tensor
@@ -280,16 +281,12 @@ def _digest(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(dump_config(cfg), sort_keys=True).encode()).hexdigest()[:12]
 
 
-class joined:
+@contextlib.contextmanager
+def joined(device: str) -> Iterator[World]:
     """`with joined(device) as world:` — join torchrun's job for the block (no-op in one process), leave after."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-
-    def __enter__(self) -> World:
-        return init_from_env(self.device)
-
-    def __exit__(self, *exc: object) -> None:
+    try:
+        yield init_from_env(device)
+    finally:
         shutdown()
 
 
