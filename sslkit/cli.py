@@ -259,7 +259,7 @@ def train(
     given = {k: v for k, v in flags.items() if v is not None}
     explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in given.items()]
     cfg = _config(schema, [*(set_ or []), *explicit], flags={_TRAIN_FLAGS[k]: "--" + k.replace("_", "-") for k in given})
-    run_dir = out or Path("runs") / f"{cfg.name}-{cfg.ssl.aug}-s{cfg.train.seed}"
+    run_dir = out or Path("runs") / default_run_name(cfg.name, cfg.ssl.aug, cfg.train.seed)
     display = console.TrainDisplay()
     try:
         with distributed.joined(cfg.train.device) as world:  # under torchrun; rank 0 alone reports
@@ -322,6 +322,15 @@ def eval_(
         _print_json({"runs": [r.to_json() for r in results], "comparison": comparison})
     else:
         console.render_eval([r.to_json() for r in results], comparison)
+
+
+def default_run_name(name: str, aug: str, seed: int) -> str:
+    """`runs/NAME-AUG-sSEED` with NAME reduced to a safe file name: no path separators, no `..`,
+    at most 64 characters (a schema `name: ../../x` must not write outside runs/)."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._-")[:64] or "dataset"
+    return f"{safe}-{aug}-s{seed}"
 
 
 def _parse_ks(text: Optional[str]) -> Optional[list[int]]:

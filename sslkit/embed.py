@@ -281,15 +281,52 @@ def build_index(vectors: np.ndarray, path: str, cfg: Config) -> Any:
     return index
 
 
+DERIVED = "derived.json"  # checksums of files derived from the checkpoint (item vectors, index)
+
+
+def derived_fresh(run: Run, names: list[str]) -> bool:
+    """Were these run-directory files written from this checkpoint and data, and are they intact?"""
+    try:
+        rec = io.read_json(run.dir / DERIVED)
+        return (isinstance(rec, dict) and rec.get("source") == _source(run) and not run.allow_data_change
+                and all(rec.get("files", {}).get(n) == io.digest_file(run.dir / n) for n in names))
+    except (OSError, ValueError):
+        return False
+
+
+def record_derived(run: Run, names: list[str], log: Any) -> None:
+    """Note the checksums of freshly written derived files (skipped, with a log line, if read-only)."""
+    try:
+        rec = io.read_json(run.dir / DERIVED) if (run.dir / DERIVED).exists() else {}
+        files = rec.get("files", {}) if isinstance(rec, dict) and rec.get("source") == _source(run) else {}
+        files |= {n: io.digest_file(run.dir / n) for n in names}
+        io.write_json(run.dir / DERIVED, {"source": _source(run), "files": files})
+    except (OSError, ValueError) as e:
+        log(f"could not record {', '.join(names)} in {run.dir / DERIVED} ({e}); they will be recomputed next time")
+
+
+def _source(run: Run) -> str:
+    return f"{run.state.get('digest', '')}:{(run.state.get('data') or {}).get('items', '')}"
+
+
 def item_vectors(run: Run, log: Any = lambda _: None) -> tuple[np.ndarray, np.ndarray]:
-    """Catalog ids and vectors, cached in the run directory (`items.npy`, `items.ids.txt`)."""
-    vec_path, ids_path = run.dir / "items.npy", run.dir / "items.npy.ids.txt"
-    fresh = vec_path.exists() and vec_path.stat().st_mtime >= (run.dir / "checkpoint.pt").stat().st_mtime
-    if fresh and ids_path.exists():
-        vectors = np.load(vec_path)
+    """Catalog ids and vectors, cached in the run directory (`items.npy`, `items.npy.ids.txt`) and
+    trusted only while their checksums match the ones recorded for this checkpoint (derived.json)."""
+    names = ["items.npy", "items.npy.ids.txt"]
+    vec_path, ids_path = run.dir / names[0], run.dir / names[1]
+    if run.state.get("digest") and derived_fresh(run, names):
+        vectors = np.load(vec_path, allow_pickle=False)
         ids = np.array(ids_path.read_text().splitlines())
         if len(ids) == len(vectors):
             return ids, vectors
+    ids, vectors, _ = embed(run, log=log)
+    try:
+        write_vectors(ids, vectors, str(vec_path), "npy")
+    except OSError as e:  # a read-only run directory: serve from memory
+        log(f"could not cache the item vectors in {run.dir} ({e.strerror}); computed them in memory")
+        return ids, vectors
+    record_derived(run, names, log)
+    return ids, vectors
     ids, vectors, _ = embed(run, log=log)
     write_vectors(ids, vectors, str(vec_path), "npy")
     return ids, vectors

@@ -12,7 +12,8 @@ import numpy as np
 
 from sslkit import io
 from sslkit.errors import DataError
-from sslkit.metrics import compute_metrics, mean_std, paired_bootstrap_ci, seeds_bootstrap_ci, summarize
+from sslkit.metrics import (compute_metrics, mean_std, paired_bootstrap_ci, paired_seeds_bootstrap_ci,
+                            seeds_bootstrap_ci, summarize)
 from sslkit.profile import csr_take, group_pairs, head_items, item_counts, seen_items, slice_of_pairs, toppop_topk
 from sslkit.store import training_split
 
@@ -154,7 +155,10 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     metrics = {m: v for m, v in summarize(per_query).items()}
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
                      slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra)
-    io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
+    try:
+        io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
+    except OSError as e:  # a read-only run directory: the result still goes to stdout
+        log(f"could not write {Path(run_dir) / EVAL_FILES[split]} ({e.strerror}); results are printed only")
     return result
 
 
@@ -202,7 +206,8 @@ def seed_group_key(cfg: Any, store_key: str) -> str:
 
 CI_COVERS = {
     "queries+seeds": "bootstrap over test queries and training seeds, seed s of one group paired with seed s "
-                     "of the other: covers test-set and run-to-run training variance",
+                     "of the other, the interval widened for few seeds: covers test-set and run-to-run "
+                     "training variance",
     "queries+seeds (unpaired)": "bootstrap over test queries and, independently per group, its seeds (the "
                                 "groups share fewer than 2 seeds): covers test-set and training variance",
     "queries": "bootstrap over test queries only (a single seed on at least one side): it ignores run-to-run "
@@ -254,8 +259,8 @@ def _versus(base: list[RunEval], treat: list[RunEval], n_boot: int) -> dict[str,
     stack = lambda runs, m: np.stack([r.per_query[m] for r in runs])  # noqa: E731  (S, Q)
     if len(common) >= 2:
         row.update(resamples="queries+seeds", paired_seeds=common)
-        cis = {m: paired_seeds_ci(stack([bs[s] for s in common], m), stack([ts[s] for s in common], m),
-                                  n_boot=n_boot) for m in _reported(treat[0])}
+        cis = {m: paired_seeds_bootstrap_ci(stack([bs[s] for s in common], m), stack([ts[s] for s in common], m),
+                                            n_boot=n_boot) for m in _reported(treat[0])}
     elif len(base) >= 2 and len(treat) >= 2:
         row["resamples"] = "queries+seeds (unpaired)"
         cis = {m: seeds_bootstrap_ci(stack(base, m), stack(treat, m), n_boot=n_boot) for m in _reported(treat[0])}
@@ -264,40 +269,6 @@ def _versus(base: list[RunEval], treat: list[RunEval], n_boot: int) -> dict[str,
         cis = {m: paired_bootstrap_ci(stack(base, m).mean(0), stack(treat, m).mean(0), n_boot=n_boot)
                for m in _reported(treat[0])}
     return row | cis
-
-
-def paired_seeds_ci(baseline: np.ndarray, treatment: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-                    level: float = 0.95) -> dict[str, float]:
-    """Relative improvement with a bootstrap over queries and seeds, seed s paired with seed s.
-
-    Each replicate draws Q query indices and S seed indices with replacement and uses the same draws
-    for both arms, so the shared part of the run-to-run variance (data order, initialisation by seed)
-    and the between-query variance cancel as in :func:`sslkit.metrics.paired_bootstrap_ci`.
-
-    Args:
-        baseline: float ``[S, Q]`` per-query metric of each baseline seed.
-        treatment: float ``[S, Q]`` the same metric and queries, row s trained with the same seed.
-
-    Returns:
-        ``relative``, ``low``, ``high``, ``p_value`` as :func:`sslkit.metrics.paired_bootstrap_ci`.
-    """
-    from sslkit.metrics import _BOOT_CHUNK_ELEMENTS, _interval
-
-    b, t = np.atleast_2d(np.asarray(baseline, np.float64)), np.atleast_2d(np.asarray(treatment, np.float64))
-    if b.shape != t.shape or not b.size:
-        raise ValueError(f"baseline {b.shape} and treatment {t.shape} need the same non-empty [S, Q] shape")
-    s, q = b.shape
-    point = float(t.mean() / b.mean() - 1.0) if b.mean() != 0 else float("nan")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOT_CHUNK_ELEMENTS // q)
-    mb, mt = np.empty(n_boot), np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        n = min(n_boot, start + chunk) - start
-        w = rng.multinomial(s, np.full(s, 1.0 / s), size=n) / s  # (n, S): the same seed draw for both arms
-        idx = rng.integers(0, q, size=(n, q))
-        mb[start:start + n] = np.take_along_axis(w @ b, idx, axis=1).mean(axis=1)
-        mt[start:start + n] = np.take_along_axis(w @ t, idx, axis=1).mean(axis=1)
-    return _interval(point, mb, mt, level)
 
 
 def compare(results: list[RunEval], baseline: RunEval | None, *, n_boot: int = 1000) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit.embed import Run, embed_table, encode_rows, item_vectors, load_run, row_keys, unknown_key_message
+from sslkit.embed import Run, derived_fresh, embed_table, encode_rows, item_vectors, load_run, record_derived, row_keys, unknown_key_message
 from sslkit.errors import DataError, SslkitError
 from sslkit.evaluate import drop_excluded
 from sslkit.index import HnswIndex
@@ -65,14 +65,19 @@ def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.nda
     """Catalog ids, vectors and the run's HNSW index (built and saved on first use)."""
     ids, vectors = item_vectors(run, log)
     path = run.dir / "index.hnsw"
-    if path.exists() and path.stat().st_mtime >= (run.dir / "checkpoint.pt").stat().st_mtime:
+    if run.state.get("digest") and derived_fresh(run, ["index.hnsw", "items.npy"]):
         index = HnswIndex.load(path)
         if index.meta["count"] == len(ids):
             return ids, vectors, index
     h = run.cfg.eval.hnsw
     log(f"building HNSW index over {len(ids):,} items → {path}")
     index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef)
-    index.save(path)
+    try:
+        index.save(path)
+    except OSError as e:  # a read-only run directory: serve from memory
+        log(f"could not save the index in {run.dir} ({e.strerror}); built it in memory")
+        return ids, vectors, index
+    record_derived(run, ["index.hnsw"], log)
     return ids, vectors, index
 
 

@@ -567,7 +567,7 @@ def _run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], o
                 except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
                     log(f"{e.line()}; evaluating cell {cell.label} again")
             r = evaluate_run(cell.dir, log=log, split=cell.split)
-            _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query)
+            _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query, eval_settings(cell))
             results.append(load_result(cell))
         except SslkitError as e:
             failed.append((cell, e.line()))
@@ -575,11 +575,20 @@ def _run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], o
     return results, failed
 
 
-def _save_per_query(path: Path, queries: np.ndarray, per_query: dict[str, np.ndarray]) -> None:
+def eval_settings(cell: Cell) -> dict[str, Any]:
+    """The evaluation options the sweep scores a cell with; a result written with others
+    (say `sslkit eval CELL --k 5` afterwards) is not trusted: the cell is evaluated again."""
+    e = cell.cfg.eval
+    return {"split": cell.split, "index": e.index, "exclude_seen": e.exclude_seen, "k": sorted(set(e.k))}
+
+
+def _save_per_query(path: Path, queries: np.ndarray, per_query: dict[str, np.ndarray],
+                    settings: dict[str, Any]) -> None:
     import io as _bytes
 
     buf = _bytes.BytesIO()
-    np.savez(buf, queries=queries, **{k.replace("@", "_at_"): v for k, v in per_query.items()})
+    np.savez(buf, queries=queries, settings=np.array(json.dumps(settings, sort_keys=True)),
+             **{k.replace("@", "_at_"): v for k, v in per_query.items()})
     io.atomic_write_bytes(path, buf.getvalue())
 
 
@@ -593,7 +602,14 @@ def load_result(cell: Cell) -> CellResult:
         with np.load(cell.dir / PER_QUERY_FILES[cell.split], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         queries = arrays.pop("queries")
+        want = eval_settings(cell)
+        if str(arrays.pop("settings", "")) != json.dumps(want, sort_keys=True):
+            raise ValueError(f"{PER_QUERY_FILES[cell.split]} was written with other evaluation settings")
         evaluation = io.read_json(cell.dir / EVAL_FILES[cell.split])
+        differ = [f"{k}={evaluation[k]}" for k in want if isinstance(evaluation, dict) and k in evaluation
+                  and evaluation[k] != want[k]]
+        if differ:
+            raise ValueError(f"{EVAL_FILES[cell.split]} was written by another evaluation ({', '.join(differ)})")
         if not isinstance(evaluation, dict) or not {"metrics", "slices", "toppop"} <= evaluation.keys():
             raise ValueError(f"{EVAL_FILES[cell.split]} lacks metrics, slices or toppop")
         if evaluation.get("split", cell.split) != cell.split:
