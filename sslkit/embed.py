@@ -145,7 +145,7 @@ def encode_rows(df: pl.DataFrame, features: dict[str, Feature], vocabs: dict[str
     out, lengths = {}, {}
     for name, feat in features.items():
         col = feat.source(name)
-        check_feature(df, col, feat, path=path, key=f"{section}.features.{name}")
+        check_feature(df, col, feat, path=path, key=f"{section}.features.{name}", fitting=False)
         if feat.type == "numeric":
             out[name], lengths[name] = encode.encode_numeric(df[col], vocabs[name], feat.dense)
         else:

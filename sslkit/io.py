@@ -86,13 +86,59 @@ def read_table(path: str, fmt: str | None = None, *, strings: Iterable[str] = ()
 def _read_one(src: Any, fmt: str, overrides: dict[str, Any]) -> pl.DataFrame:
     if fmt == "csv":
         sep = "\t" if isinstance(src, str) and src.endswith(".tsv") else ","
-        return pl.read_csv(src, separator=sep, schema_overrides=overrides, infer_schema_length=10000)
+        try:
+            df = pl.read_csv(src, separator=sep, schema_overrides=overrides, infer_schema_length=10000)
+        except pl.exceptions.ComputeError as e:
+            if "more fields" in str(e):
+                check_field_counts(src, sep)  # names the line
+            raise
+        if df.width > 1 and df[df.columns[-1]].null_count():  # a short row reads as nulls: find out
+            check_field_counts(src, sep)
+        return df
     if fmt == "parquet":
         df = pl.read_parquet(src)
     else:
         df = pl.read_ndjson(src, infer_schema_length=10000)
     casts = {c: pl.String for c in overrides if c in df.columns}
     return df.with_columns(pl.col(c).cast(t) for c, t in casts.items()) if casts else df
+
+
+_FIELD_CHECK_MAX_BYTES = 1 << 29
+
+
+def check_field_counts(src: Any, sep: str) -> None:
+    """Raise DataError naming the first CSV record whose field count differs from the header's.
+
+    Vectorized over the bytes (quotes respected: separators and newlines inside quotes do not
+    count); blank lines are skipped as the reader skips them. Files over 512 MiB are not checked.
+
+    Raises:
+        DataError: "FILE: line N has X fields, the header has Y".
+    """
+    import numpy as np
+
+    if isinstance(src, io.BytesIO):
+        name, data = "stdin", src.getvalue()
+    elif os.path.getsize(src) <= _FIELD_CHECK_MAX_BYTES:
+        name, data = src, Path(src).read_bytes()
+    else:
+        return
+    buf = np.frombuffer(data, np.uint8)
+    inside = (np.cumsum(buf == ord('"'), dtype=np.int64 if len(buf) >= 2**31 else np.int32) & 1).astype(bool)
+    ends = np.flatnonzero((buf == 10) & ~inside)
+    if not len(ends) or ends[-1] != len(buf) - 1:
+        ends = np.append(ends, len(buf))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    fields = np.diff(np.searchsorted(np.flatnonzero((buf == ord(sep)) & ~inside), ends), prepend=0) + 1
+    length = ends - starts
+    last = buf[np.maximum(ends - 1, 0)] if len(buf) else np.zeros(0, np.uint8)
+    blank = (length == 0) | ((length == 1) & (last == 13))
+    bad = np.flatnonzero((fields != fields[0]) & ~blank)
+    if len(bad):
+        i = int(bad[0])
+        line = int(np.count_nonzero(buf[: starts[i]] == 10)) + 1
+        raise DataError(f"{name}: line {line} has {int(fields[i])} fields, the header has {int(fields[0])}",
+                        hint="fix that row (an empty value is still a field: keep its separator)")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -38,8 +38,9 @@ def require_columns(df: pl.DataFrame, columns: dict[str, str], *, path: str) -> 
             raise SchemaError(f"{path}: column '{column}' ({key}) not found", hint=f"{hint} (or fix {key})")
 
 
-def check_feature(df: pl.DataFrame, column: str, feature: Feature, *, path: str, key: str) -> None:
-    """The column's dtype suits the feature type."""
+def check_feature(df: pl.DataFrame, column: str, feature: Feature, *, path: str, key: str,
+                  fitting: bool = True) -> None:
+    """The column's dtype suits the feature type (`fitting`: the rows vocabularies are fitted on)."""
     dtype = df.schema[column]
     where = f"{path}: column '{column}' ({key})"
     is_list = isinstance(dtype, (pl.List, pl.Array))
@@ -56,9 +57,17 @@ def check_feature(df: pl.DataFrame, column: str, feature: Feature, *, path: str,
     if feature.type == "text" and dtype != pl.String:
         raise SchemaError(f"{where} holds {_name(dtype)}, but type text needs strings",
                           hint="use type: categorical or numeric")
+    if feature.type == "numeric" and fitting and df.height and df[column].null_count() == df.height:
+        raise SchemaError(f"{where} is empty (every value is null), so type numeric has nothing to bucket",
+                          hint="fill the column, or drop the feature")
     if feature.type == "numeric" and not dtype.is_numeric():
         raise SchemaError(f"{where} holds {_name(dtype)}, but type numeric needs numbers",
                           hint="use type: categorical, or clean the column")
+    if feature.type == "numeric" and dtype.is_float():
+        bad = df[column].is_infinite() | df[column].is_nan()
+        if bad.any():
+            raise SchemaError(f"{where} holds {int(bad.sum())} non-finite value(s) (inf/NaN), e.g. row {int(bad.arg_max() or 0) + 1}",
+                              hint="replace them (or leave them empty: a missing value)")
 
 
 def check_ids(df: pl.DataFrame, column: str, *, path: str, key: str, unique: bool) -> None:
