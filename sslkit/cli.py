@@ -292,7 +292,7 @@ def eval_(
     runs: RunsArg,
     k: Annotated[Optional[str], typer.Option("--k", help="Cutoffs, comma-separated [eval.k: 10,50].")] = None,
     index: Annotated[Optional[str], typer.Option("--index", help="exact | hnsw [eval.index].")] = None,
-    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Run to compare against (bootstrap CIs).")] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Run to compare against; with its other seeds given too, their group is the baseline (bootstrap CIs).")] = None,
     exclude_seen: Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Drop each query's training positives.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Queries per retrieval block.")] = None,
     ann_queries: Annotated[Optional[int], typer.Option("--ann-queries", min=1, help="hnsw: queries sampled to measure ANN recall vs exact [eval.ann_queries].")] = None,
