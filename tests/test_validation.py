@@ -53,6 +53,14 @@ def test_random_validation_is_a_seeded_share_of_the_training_pairs(tmp_path: Pat
     assert np.array_equal(again.splits["validation"], val) and not np.array_equal(other.splits["validation"], val)
 
 
+def test_validation_fraction_is_part_of_the_store_cache_key(tmp_path: Path) -> None:
+    from sslkit.store import cache_key
+
+    schema = _timed(tmp_path)
+    keys = {cache_key(load_config(schema, [f"split.validation_fraction={f}"])) for f in (0, 0.1, 0.2)}
+    assert len(keys) == 3  # a store carved one way is never served for another
+
+
 def test_time_split_validation_is_the_latest_training_pairs(tmp_path: Path) -> None:
     schema = _timed(tmp_path)
     store = build(load_config(schema, ["split.method=time", "split.validation_fraction=0.2"]))
@@ -63,6 +71,19 @@ def test_time_split_validation_is_the_latest_training_pairs(tmp_path: Path) -> N
     t_train, t_val, t_test = ([when[k] for k in _keys(a)] for a in (train, val, store.splits["test"]))
     assert len(t_val) == round(0.2 * (len(t_train) + len(t_val)))
     assert max(t_train) < min(t_val) and max(t_val) < min(t_test)
+
+
+def test_leave_last_out_validation_is_each_querys_latest_training_pairs(tmp_path: Path) -> None:
+    schema = _timed(tmp_path)
+    store = build(load_config(schema, ["split.method=leave_last_out", "split.validation_fraction=0.2"]))
+    lines = [ln.split(",") for ln in (tmp_path / "pairs.csv").read_text().splitlines()[1:]]
+    ids = list(np.asarray(store.items.ids))
+    when = {(ids.index(q), ids.index(i)): int(t) for q, i, t in lines}
+    train, val = training_split(store)
+    assert len(val)
+    for q in np.unique(val[:, 0]):
+        t_train, t_val, t_test = ([when[k] for k in _keys(a) if k[0] == q] for a in (train, val, store.splits["test"]))
+        assert max(t_train) < min(t_val) and (not t_test or max(t_val) < min(t_test))
 
 
 def test_validation_fraction_that_leaves_no_training_pairs_is_an_error(tmp_path: Path, runner: CliRunner) -> None:
