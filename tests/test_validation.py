@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +36,14 @@ def _timed(tmp_path: Path, n: int = 400) -> Path:
     return tmp_path / "schema.yaml"
 
 
+def _built_with_times(tmp_path: Path, method: str) -> tuple[Any, dict[tuple[int, int], int]]:
+    """The store of `_timed` data split by `method` (validation_fraction 0.2), and each pair's time."""
+    store = build(load_config(_timed(tmp_path), [method, "split.validation_fraction=0.2"]))
+    lines = [ln.split(",") for ln in (tmp_path / "pairs.csv").read_text().splitlines()[1:]]
+    ids = list(np.asarray(store.items.ids))
+    return store, {(ids.index(q), ids.index(i)): int(t) for q, i, t in lines}
+
+
 def _keys(pairs: np.ndarray) -> set[tuple[int, int]]:
     return set(map(tuple, np.asarray(pairs).tolist()))
 
@@ -62,11 +71,7 @@ def test_validation_fraction_is_part_of_the_store_cache_key(tmp_path: Path) -> N
 
 
 def test_time_split_validation_is_the_latest_training_pairs(tmp_path: Path) -> None:
-    schema = _timed(tmp_path)
-    store = build(load_config(schema, ["split.method=time", "split.validation_fraction=0.2"]))
-    lines = [ln.split(",") for ln in (tmp_path / "pairs.csv").read_text().splitlines()[1:]]
-    ids = list(np.asarray(store.items.ids))
-    when = {(ids.index(q), ids.index(i)): int(t) for q, i, t in lines}
+    store, when = _built_with_times(tmp_path, "split.method=time")
     train, val = training_split(store)
     t_train, t_val, t_test = ([when[k] for k in _keys(a)] for a in (train, val, store.splits["test"]))
     assert len(t_val) == round(0.2 * (len(t_train) + len(t_val)))
@@ -74,11 +79,7 @@ def test_time_split_validation_is_the_latest_training_pairs(tmp_path: Path) -> N
 
 
 def test_leave_last_out_validation_is_each_querys_latest_training_pairs(tmp_path: Path) -> None:
-    schema = _timed(tmp_path)
-    store = build(load_config(schema, ["split.method=leave_last_out", "split.validation_fraction=0.2"]))
-    lines = [ln.split(",") for ln in (tmp_path / "pairs.csv").read_text().splitlines()[1:]]
-    ids = list(np.asarray(store.items.ids))
-    when = {(ids.index(q), ids.index(i)): int(t) for q, i, t in lines}
+    store, when = _built_with_times(tmp_path, "split.method=leave_last_out")
     train, val = training_split(store)
     assert len(val)
     for q in np.unique(val[:, 0]):
