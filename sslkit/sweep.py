@@ -728,7 +728,7 @@ def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
     summary: dict[str, Any] = {
         "spec": str(sweep.path), "cells": len(sweep.cells) + len(later), "done": len(results),
         "protocol": (f"tuning study: every tuned arm gets {tune.budget} tuning cells over its own knobs (a seeded "
-                     f"random subset where its grid is larger), trained with seed {tune_seed} and scored on the "
+                     f"balanced random subset where its grid is larger), trained with seed {tune_seed} and scored on the "
                      f"validation split (carved from the training pairs); each arm's best cell by validation "
                      f"{tune.metric} is selected from validation results alone, trained with seeds {spec.seeds} and "
                      "scored once on the test split; an arm with 'from' takes its parent's pick with its own changes, "
