@@ -117,10 +117,19 @@ def sync(setup) -> None:
     setup.world.barrier()
 
 
-def timed(setup, steps: int) -> tuple[float, float, float]:
+def timed(setup, steps: int) -> tuple[float, float, float, float]:
     """examples/s (global) of `steps` optimizer steps (the training loop's body, without logging), the
-    process's minor page faults per step over them, and examples per CPU-second summed over the ranks
-    (what a loaded, shared machine cannot skew by giving the job more or fewer cores)."""
+    process's minor page faults per step over them, examples per CPU-second summed over the ranks
+    (what a loaded, shared machine cannot skew by giving the job more or fewer cores), and the
+    milliseconds per step spent reducing gradients over the ranks (0 in one process)."""
+    world, reduce_s = setup.world, [0.0]
+
+    def reduce_gradients(model) -> None:
+        t = time.perf_counter()
+        type(world).reduce_gradients(world, model)
+        reduce_s[0] += time.perf_counter() - t
+
+    world.reduce_gradients = reduce_gradients  # this instance only, for the timed steps
     gen = torch.Generator().manual_seed(0)
     b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
     perm = torch.randperm(len(setup.train_pairs), generator=gen).to(setup.device)
@@ -132,7 +141,9 @@ def timed(setup, steps: int) -> tuple[float, float, float]:
     sync(setup)
     rate = steps * b / (time.perf_counter() - t0)
     cpu = setup.world.mean({"cpu_s": torch.tensor(time.process_time() - c0, device=setup.device)})["cpu_s"] * setup.world.size
-    return rate, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps, steps * b / cpu
+    del world.reduce_gradients
+    return (rate, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps, steps * b / cpu,
+            1e3 * reduce_s[0] / steps)
 
 
 def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | None, precision: str = "auto",
@@ -161,7 +172,7 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
     setup = build_setup(cfg, store, [[names.index(f) for f in mi["mask_sets"][n]] for n in names])
     timed(setup, 5)  # warm-up
     runs = [timed(setup, steps) for _ in range(repeats)]
-    rates = [r for r, _, _ in runs]
+    rates = [r[0] for r in runs]
     rate = statistics.median(rates)
     fpe = flops_per_example(setup)
     bound = {} if probe is None else {
@@ -173,8 +184,9 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
             "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision,
             "towers_in": "bf16" if setup.bf16 else "fp32", "steps": steps,
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
-            "examples_per_cpu_s": round(statistics.median(c for _, _, c in runs)),
-            "page_faults_per_step": round(statistics.median(f for _, f, _ in runs), 1),
+            "examples_per_cpu_s": round(statistics.median(r[2] for r in runs)),
+            "gradient_reduce_ms_per_step": round(statistics.median(r[3] for r in runs), 2),
+            "page_faults_per_step": round(statistics.median(r[1] for r in runs), 1),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
             "epoch_1b_pairs_minutes": round(1e9 / rate / 60, 1),
             "matmul_gflop_per_example": round(fpe / 1e9, 5), **bound,
