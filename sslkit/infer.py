@@ -343,22 +343,24 @@ def _features(df: pl.DataFrame, indent: int) -> list[str]:
 
 
 def _entity_key(table: pl.DataFrame, prefer: str) -> list[str]:
-    """The id column(s) of an entity table: a unique column named like `prefer` or '…id'; else, when
-    such a column (or the first text column) repeats, it and the column that makes rows unique; else
-    the first unique non-float column."""
+    """The id column(s) of an entity table: a unique column named like `prefer` or '…id', else the
+    first unique non-float column; with none, the likely id (or first text) column and the column
+    that makes its rows unique (a composite key)."""
     named = [c for c in table.columns if prefer and prefer.lower() in c.lower()]
     ids = [c for c in table.columns if re.search(r"(^|_)id$|Id$|ID$", c)]
     likely = list(dict.fromkeys([*([prefer] if prefer in table.columns else []), *named, *ids]))
     unique = [c for c in table.columns if table[c].null_count() == 0 and table[c].n_unique() == table.height]
     if (found := [c for c in likely if c in unique]):
         return [found[0]]
+    if (exact := [c for c in unique if not table.schema[c].is_float()]):
+        return [exact[0]]
     text = [c for c in table.columns if table.schema[c] == pl.String]
     first = (likely or text or table.columns)[0]
     for other in table.columns:
         if other != first and not table.schema[other].is_float() and \
                 table.select([first, other]).n_unique() == table.height:
             return [first, other]
-    return [next((c for c in unique if not table.schema[c].is_float()), first)]
+    return [first]
 
 
 def _key_expr(key: list[str]) -> pl.Expr:
