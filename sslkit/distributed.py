@@ -6,7 +6,8 @@ rows, the SSL item sample, masks and dropout, all drawn from generators seeded i
 rank), then its towers run on its slice only. The tower outputs are all-gathered *with gradient*
 (`torch.distributed.nn.functional.all_gather`), so the batch softmax (eq. 6) and InfoNCE (eq. 3)
 see all B rows as negatives, exactly as in one process; each rank's loss covers its own rows
-(`losses.*(rows=...)`). The all-gather's backward sums every rank's gradient into each slice, and
+(`losses.*(rows=...)`). Item ids (accidental hits) and logQ need no gather: every rank holds the
+global batch's rows already. The all-gather's backward sums every rank's gradient into each slice, and
 averaging the parameter gradients over ranks then gives the gradient of the global mean loss: the
 single-process step, up to float summation order (tests/test_distributed.py).
 
