@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import encode, io
+from sslkit import encode, events, io
 from sslkit.checkpoint import load_state, read_checkpoint
 from sslkit.config import Config, Feature, validate
 from sslkit.errors import CheckpointError, DataChangedError, DataError
@@ -215,14 +215,18 @@ def embed(run: Run, *, items: str | None = None, queries: str | None = None,
     if queries:  # the query tower; item-to-item queries are item rows (the catalog's features)
         item_mode = cfg.item_to_item()
         id_col = cfg.item_id() if item_mode else cfg.query_id()
-        df = _checked_rows(io.read_table(queries, strings=[id_col]), queries, row_keys(cfg, item_rows=item_mode), warn)
+        parts, separator = events.id_parts(cfg, "items" if item_mode else "queries")
+        df = _checked_rows(io.read_table(queries, strings=[id_col, *parts]), queries, row_keys(cfg, item_rows=item_mode), warn)
+        df = events.with_id(df, parts, separator)  # a composite id: its columns joined
         table = encode_rows(df, cfg.items.features if item_mode else cfg.queries.features or {},
                             run.vocabs["items" if item_mode else "queries"],
                             run.item_specs if item_mode else run.query_specs or {},
                             id_col=id_col, path=queries, section="items" if item_mode else "queries")
         return table.ids, embed_table(run, table, queries=True), "queries"
     if items:
-        df = _checked_rows(io.read_table(items, strings=[cfg.item_id()]), items, row_keys(cfg, item_rows=True), warn)
+        parts, separator = events.id_parts(cfg, "items")
+        df = _checked_rows(io.read_table(items, strings=[cfg.item_id(), *parts]), items, row_keys(cfg, item_rows=True), warn)
+        df = events.with_id(df, parts, separator)
         table = encode_rows(df, cfg.items.features, run.vocabs["items"], run.item_specs,
                             id_col=cfg.item_id(), path=items, section="items")
         return table.ids, embed_table(run, table, queries=False), "items"

@@ -47,8 +47,8 @@ def with_id(df: pl.DataFrame, parts: list[str], separator: str) -> pl.DataFrame:
 
     A row with an empty part gets no id (null), which `check_ids` reports.
     """
-    if len(parts) < 2:
-        return df
+    if len(parts) < 2 or not set(parts) <= set(df.columns) or id_column(parts) in df.columns:
+        return df  # one column, or a table that lacks a part (its id column is reported missing later)
     return df.with_columns(pl.concat_str([pl.col(c).cast(pl.String) for c in parts], separator=separator)
                            .alias(id_column(parts)))
 

@@ -77,3 +77,21 @@ def test_generator_is_deterministic_and_sized() -> None:
     a, b = generator().generate(orders=50, customers=10, seed=3), generator().generate(orders=50, customers=10, seed=3)
     assert a.equals(b) and a["order_id"].n_unique() == 50
     assert a.columns[:4] == ["order_id", "order_date", "order_time", "customer_id"]
+
+
+def test_new_items_with_a_composite_id_embed_from_their_columns(example: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sslkit.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["-q", "train", str(example / "schema.yaml"), "--steps", "2", "--out", str(run),
+                                  "--set", "train.batch_size=256", "--set", "train.eval_queries=20"])
+    assert trained.exit_code == 0, trained.output
+    (tmp_path / "new.csv").write_text('pizza_name,size,category,ingredients,unit_price\n'
+                                      'margherita,XXL,classic,"tomato, mozzarella, basil",24.0\n')
+    out = runner.invoke(app, ["-q", "embed", str(run), "--items", str(tmp_path / "new.csv"), "--format", "ndjson",
+                              "--out", "-"])
+    assert out.exit_code == 0, out.output
+    assert '"id":"margherita|XXL"' in out.stdout
