@@ -92,7 +92,9 @@ def _truncates(lengths: pl.Series) -> str:
     """What max_len = p99 cuts: ', max_len 8 = p99 truncates 65 of 9,742 rows (0.7%)'."""
     cap, n = _max_len(lengths), len(lengths)
     cut = int((lengths > cap).sum())
-    return (f"; max_len {cap} (p99) truncates {cut:,} of {n:,} rows ({cut / max(n, 1):.1%}): raise it to keep them"
+    p99 = lengths.quantile(0.99) or 1
+    rule = "p99" if cap >= round(p99) else f"the cap; p99 is {p99:g}"
+    return (f"; max_len {cap} ({rule}) truncates {cut:,} of {n:,} rows ({cut / max(n, 1):.1%}): raise it to keep them"
             if cut else f"; max_len {cap} truncates no row")
 
 
