@@ -596,10 +596,10 @@ def validate(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = 
 
 
 def _first_error(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The error to report: a missing key whose misspelling is also there reports the misspelling
+    """The error to report: a key in error whose misspelling is also there reports the misspelling
     (`interaction:` → "unknown key 'interaction' — did you mean 'interactions'?"), not the gap."""
     first = errors[0]
-    if first["type"] == "missing":
+    if first["type"] != "extra_forbidden" and first["loc"]:  # "missing", or a validator's "required"
         parent, name = list(first["loc"][:-1]), str(first["loc"][-1])
         for err in errors:
             if (err["type"] == "extra_forbidden" and list(err["loc"][:-1]) == parent

@@ -24,6 +24,7 @@ def _schema(tmp_path: Path, edit: str, new: str) -> Path:
     ("interactions:", "interaction:", "interaction: unknown key 'interaction' — did you mean 'interactions'?"),
     ("\nitems:", "\nitem:", "item: unknown key 'item' — did you mean 'items'?"),
     ("  item: item_id ", "  itme: item_id ", "interactions.itme: unknown key 'itme' — did you mean 'item'?"),
+    ("  query: query_item ", "  quer: query_item ", "interactions.quer: unknown key 'quer' — did you mean 'query'?"),
 ])
 def test_misspelled_required_key_says_did_you_mean(tmp_path: Path, edit: str, new: str, expected: str) -> None:
     schema = _schema(tmp_path, edit, new)
