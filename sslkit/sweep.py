@@ -58,11 +58,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import yaml
@@ -71,6 +69,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sslkit import io
 from sslkit.config import Config, dump_config, load_config
 from sslkit.errors import CheckpointError, ConfigError, SslkitError
+
+if TYPE_CHECKING:
+    from sslkit.tuning import Arm
 
 SHORT_KEYS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "fraction": "split.fraction",
               "seed": "train.seed", "lr": "train.lr", "epochs": "train.epochs", "steps": "train.steps",
@@ -220,22 +221,6 @@ class Cell:
 
 
 @dataclass
-class Arm:
-    """A tuning study's arm: fixed values, its candidate cells (tuned) or its parent (derived)."""
-
-    name: str
-    fixed: dict[str, Any]
-    space: dict[str, list[Any]] = field(default_factory=dict)
-    parent: str | None = None
-    grid_size: int = 0
-    tuning: list[Cell] = field(default_factory=list)
-
-    @property
-    def sampled(self) -> bool:
-        return self.grid_size > len(self.tuning)
-
-
-@dataclass
 class Sweep:
     spec: SweepSpec
     path: Path
@@ -243,7 +228,7 @@ class Sweep:
     out: Path
     groups: dict[str, list[Cell]] = field(default_factory=dict)
     baseline_of: dict[str, str] = field(default_factory=dict)  # group → its baseline group
-    arms: dict[str, Arm] = field(default_factory=dict)
+    arms: dict[str, Arm] = field(default_factory=dict)  # a study's arms (sslkit.tuning)
     schema: Path = Path()
     fixed: list[str] = field(default_factory=list)  # the spec's set (and --set) as overrides
     selected: dict[str, dict[str, Any]] = field(default_factory=dict)  # tuned arm → its pick (knob values)
@@ -334,7 +319,9 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
         fixed.append(f"eval.index={spec.index}")
     sweep = Sweep(spec=spec, path=path, cells=[], out=out, schema=base / spec.schema_path, fixed=fixed)
     if spec.arms is not None:
-        _plan_study(sweep)
+        from sslkit.tuning import plan_study
+
+        plan_study(sweep)
         return sweep
     assert spec.grid is not None
     if seeds is not None:
@@ -366,111 +353,6 @@ def make_cell(sweep: Sweep, values: dict[str, Any], *, arm: str | None = None, s
         where = _label(values) if arm is None else f"{arm} ({_label(values)})"
         raise ConfigError(f"{sweep.path}: cell {where}: {e.message}", hint=e.hint)
     return Cell(values=values, cfg=cfg, dir=sweep.out / cell_dirname(cfg), split=split, arm=arm, stage=stage)
-
-
-def _plan_study(sweep: Sweep) -> None:
-    """Arms and their tuning cells: each tuned arm's grid, or a seeded subset of `budget` cells of it."""
-    spec, path = sweep.spec, sweep.path
-    assert spec.arms is not None and spec.tune is not None
-    tune_seed = spec.seeds[0] if spec.tune.seed is None else spec.tune.seed
-    for name, a in spec.arms.items():
-        arm = Arm(name=name, fixed=dict(a.set), parent=a.parent)
-        space = {} if a.parent else {**spec.tune.space, **a.space}
-        for key in [*arm.fixed, *space]:
-            if full_key(key) in ("train.seed",) or full_key(key).startswith("split."):
-                raise ConfigError(f"{path}: arms.{name}: {key} cannot vary between arms or cells",
-                                  hint="put split.* in the spec's set: every arm is scored on the same pairs; "
-                                       "seeds come from 'seeds'")
-        both = sorted(set(arm.fixed) & set(space))
-        if both:
-            raise ConfigError(f"{path}: arms.{name}: {', '.join(both)} is both fixed (set) and tuned (space)")
-        arm.space = space
-        if not a.parent:
-            arm.grid_size = math.prod(len(v) for v in space.values())
-            if arm.grid_size < spec.tune.budget:
-                raise ConfigError(f"{path}: arms.{name}: its search space has {arm.grid_size} cells, fewer than "
-                                  f"tune.budget {spec.tune.budget}",
-                                  hint="add values to its space (or tune.space), or lower tune.budget: every tuned "
-                                       "arm gets the same number of cells")
-            for values in _draw(name, space, spec.tune.budget, spec.tune.sample_seed):
-                arm.tuning.append(make_cell(sweep, {**arm.fixed, **values, "seed": tune_seed}, arm=name,
-                                            stage="tune", split="validation"))
-        sweep.arms[name] = arm
-    for key in spec.curves:
-        if full_key(key) == "train.seed" or full_key(key).startswith("split."):
-            raise ConfigError(f"{path}: curves.{key}: a curve varies a model or training knob, not {key}")
-    sweep.cells = [c for arm in sweep.arms.values() for c in arm.tuning]
-    for c in sweep.cells:
-        if c.cfg.split.validation_fraction <= 0:
-            raise ConfigError(f"{path}: split.validation_fraction is 0, so selection would have to read the test split",
-                              hint="set split.validation_fraction > 0 (e.g. 0.1) in the schema or the spec's set")
-        names = {f"{m}@{k}" for m in ("recall", "map", "ndcg", "mrr") for k in c.cfg.eval.k}
-        if spec.tune.metric not in names:
-            raise ConfigError(f"{path}: tune.metric: {spec.tune.metric!r} is not computed",
-                              hint=f"one of {', '.join(sorted(names))} (eval.k sets the cutoffs)")
-    for name, arm in sweep.arms.items():  # a derived arm's config is checked now, on its parent's first cell
-        if arm.parent:
-            parent = sweep.arms[arm.parent].tuning[0]
-            make_cell(sweep, {**parent.values, **arm.fixed}, arm=name, stage="final")
-
-
-def _draw(arm: str, space: dict[str, list[Any]], budget: int, sample_seed: int) -> list[dict[str, Any]]:
-    """`budget` distinct cells of the grid `space`: all when it has exactly that many, else a seeded
-    balanced random subset (Latin-hypercube style): each knob's values are spread evenly over the
-    cells (every value ⌊B/n⌋ or ⌈B/n⌉ times; B of them at random when n > B), in random order.
-
-    Seeded by the arm's name, so an arm draws the same cells in every spec (and shares them).
-    """
-    keys = list(space)
-    sizes = [len(space[k]) for k in keys]
-    total = math.prod(sizes)
-    if total == budget:
-        picks = list(itertools.product(*(range(n) for n in sizes)))
-    else:
-        rng = np.random.default_rng([sample_seed, zlib.crc32(arm.encode())])
-        for _ in range(1000):
-            cols = [rng.permutation(rng.choice(n, budget, replace=False) if n > budget
-                                    else np.resize(rng.permutation(n), budget)) for n in sizes]
-            picks = sorted(set(zip(*(c.tolist() for c in cols))))
-            if len(picks) == budget:
-                break
-        else:  # a budget near the grid's size: a plain random subset
-            flat = sorted(rng.choice(total, size=budget, replace=False).tolist())
-            picks = [tuple(int(i) // math.prod(sizes[j + 1:]) % sizes[j] for j in range(len(sizes))) for i in flat]
-    return [{k: space[k][i] for k, i in zip(keys, pick)} for pick in picks]
-
-
-def later_cells(sweep: Sweep) -> list[Cell]:
-    """A study's cells after selection: each arm's pick with every seed (test), the baseline's pick
-    with the null seeds (test), and the curves (validation, tuning seed). Arms without a pick (all
-    their tuning cells failed, or selection has not run) are left out."""
-    spec = sweep.spec
-    assert spec.tune is not None
-    picked = {n for n, a in sweep.arms.items() if (a.parent or n) in sweep.selected}
-    cells = []
-    for name in sweep.arms:
-        if name not in picked:
-            continue
-        pick = pick_values(sweep, name)
-        seeds = spec.seeds + (spec.null_seeds if name == spec.baseline else [])
-        cells += [make_cell(sweep, {**pick, "seed": s}, arm=name, stage="final" if s in spec.seeds else "null")
-                  for s in seeds]
-    tune_seed = spec.seeds[0] if spec.tune.seed is None else spec.tune.seed
-    for key, curve in spec.curves.items():
-        for name in (a for a in curve.arms if a in picked):
-            cells += [make_cell(sweep, {**pick_values(sweep, name), key: v, "seed": tune_seed}, arm=name,
-                                stage=f"curve:{key}", split="validation") for v in curve.values]
-    return cells
-
-
-def pick_values(sweep: Sweep, name: str) -> dict[str, Any]:
-    """An arm's selected settings: a tuned arm's best tuning cell, a derived arm's parent's changed by its set."""
-    arm = sweep.arms[name]
-    if arm.parent is not None:
-        return {**pick_values(sweep, arm.parent), **arm.fixed}
-    if name not in sweep.selected:
-        raise ConfigError(f"{sweep.path}: arm {name} has no selected cell (its tuning cells failed or have not run)")
-    return {k: v for k, v in sweep.selected[name].items() if k != "seed"}
 
 
 def cell_status(cell: Cell) -> str:
@@ -509,42 +391,14 @@ def run_sweep(sweep: Sweep, *, log: Callable[[str], None] = lambda _: None, on_e
     A cell that fails (e.g. a non-finite loss) is reported and the sweep goes on; an interrupt
     (`Interrupted`) stops it with the current cell's checkpoint saved.
     """
-    if not sweep.tuned:
-        return _run_cells(sweep, sweep.cells, log=log, on_event=on_event, stop_on_signals=stop_on_signals)
-    spec = sweep.spec
-    assert spec.tune is not None
-    expected = len(sweep.cells) + len(sweep.arms) * len(spec.seeds) + len(spec.null_seeds) + sum(
-        len(c.arms) * len(c.values) for c in spec.curves.values())
-    results, failed = _run_cells(sweep, sweep.cells, log=log, on_event=on_event, stop_on_signals=stop_on_signals,
-                                 total=expected)
-    sweep.selected = {name: r.cell.values for name, r in select_best(
-        {name: [r for r in results if r.cell.arm == name] for name, a in sweep.arms.items() if a.parent is None},
-        spec.tune.metric).items()}
-    later = later_cells(sweep)
-    more, more_failed = _run_cells(sweep, later, log=log, on_event=on_event, stop_on_signals=stop_on_signals,
-                                   total=expected, start=len(sweep.cells))
-    return results + more, failed + more_failed
+    if sweep.tuned:
+        from sslkit.tuning import run_study
+
+        return run_study(sweep, log=log, on_event=on_event, stop_on_signals=stop_on_signals)
+    return run_cells(sweep, sweep.cells, log=log, on_event=on_event, stop_on_signals=stop_on_signals)
 
 
-def select_best(tuning: dict[str, list[CellResult]], metric: str) -> dict[str, CellResult]:
-    """Each arm's best tuning cell by `metric` — from VALIDATION results only.
-
-    Ties go to the earlier cell. An arm without results gets no pick.
-
-    Raises:
-        ValueError: a result scored on any split but validation (selection never reads test).
-    """
-    picks = {}
-    for arm, results in tuning.items():
-        for r in results:
-            if r.split != "validation" or r.eval.get("split", "validation") != "validation":
-                raise ValueError(f"{r.cell.dir}: selection reads validation results only, got {r.split}")
-        if results:
-            picks[arm] = max(results, key=lambda r: (r.eval["metrics"][metric], -results.index(r)))
-    return picks
-
-
-def _run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], on_event: Event,
+def run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], on_event: Event,
                stop_on_signals: bool, total: int | None = None,
                start: int = 0) -> tuple[list[CellResult], list[tuple[Cell, str]]]:
     from sslkit.evaluate import evaluate_run
@@ -624,6 +478,8 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
     """A grid: one row per group (mean ± std over seeds, metrics and slices) and its comparison with
     its baseline group. A study: see `summarize_study`."""
     if sweep.tuned:
+        from sslkit.tuning import summarize_study
+
         return summarize_study(sweep, results, n_boot=n_boot)
     by_group: dict[str, list[CellResult]] = {}
     for r in results:
@@ -631,17 +487,17 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
     rows = []
     for name, members in sweep.groups.items():
         got = by_group.get(name, [])
-        row = _group_row(name, {k: v for k, v in members[0].values.items() if k != "seed"}, got)
+        row = group_row(name, {k: v for k, v in members[0].values.items() if k != "seed"}, got)
         base_name = sweep.baseline_of.get(name)
         if got and base_name and base_name != name and by_group.get(base_name):
             row["baseline"] = base_name
-            row.update(_versus(by_group[base_name], got, n_boot=n_boot))
+            row.update(versus(by_group[base_name], got, n_boot=n_boot))
         rows.append(row)
     return {"spec": str(sweep.path), "protocol": "grid: every cell scored on the test split", "cells": len(sweep.cells),
             "done": len(results), "ci_method": CI_PAIRED, "groups": rows}
 
 
-def _group_row(name: str, values: dict[str, Any], got: list[CellResult]) -> dict[str, Any]:
+def group_row(name: str, values: dict[str, Any], got: list[CellResult]) -> dict[str, Any]:
     """mean ± std over the seeds of one group, its slices, TopPopular and mean training time."""
     from sslkit.metrics import mean_std
 
@@ -659,7 +515,7 @@ def _group_row(name: str, values: dict[str, Any], got: list[CellResult]) -> dict
     return row
 
 
-def _versus(base: list[CellResult], got: list[CellResult], *, n_boot: int, key: str = "vs_baseline") -> dict[str, Any]:
+def versus(base: list[CellResult], got: list[CellResult], *, n_boot: int, key: str = "vs_baseline") -> dict[str, Any]:
     """Relative change vs `base` with 95% CIs: paired by seed when the two share seeds."""
     from sslkit.metrics import paired_seeds_bootstrap_ci, seeds_bootstrap_ci
 
@@ -680,73 +536,6 @@ def _versus(base: list[CellResult], got: list[CellResult], *, n_boot: int, key: 
               for s in got[0].eval["slices"]}
     return {key: ci, f"{key}_slices": slices, f"{key}_paired_seeds": common,
             f"{key}_ci": CI_PAIRED if common else CI_UNPAIRED}
-
-
-def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 1000) -> dict[str, Any]:
-    """The protocol, each arm's budget and pick, every tuning cell's validation scores, each arm's
-    seeds on test against the baseline (paired CIs), the null check and the curves."""
-    from sslkit.metrics import null_false_positive_rate
-
-    spec, tune = sweep.spec, sweep.spec.tune
-    assert tune is not None
-    found = {(str(r.cell.dir), r.split): r for r in results}
-    tune_seed = spec.seeds[0] if tune.seed is None else tune.seed
-
-    def scores(cell: Cell) -> dict[str, float] | None:
-        r = found.get((str(cell.dir), cell.split))
-        return None if r is None else {m: v for m, v in r.eval["metrics"].items()
-                                       if m.split("@")[0] in REPORTED or m == tune.metric}
-
-    arms, tuning = {}, []
-    for name, arm in sweep.arms.items():
-        info: dict[str, Any] = {"tuned": arm.parent is None, "from": arm.parent, "fixed": arm.fixed}
-        if arm.parent is None:
-            info.update(space=arm.space, grid_size=arm.grid_size, cells=len(arm.tuning), sampled=arm.sampled)
-            for c in arm.tuning:
-                tuning.append({"arm": name, "values": {k: c.values[k] for k in arm.space}, "dir": str(c.dir),
-                               "validation": scores(c)})
-        if (arm.parent or name) in sweep.selected:
-            info["selected"] = pick_values(sweep, name)
-            if arm.parent is None:
-                best = next(c for c in arm.tuning if c.values == sweep.selected[name])
-                info["selected_validation"] = (scores(best) or {}).get(tune.metric)
-        arms[name] = info
-    later = later_cells(sweep)
-    finals = {name: [found[k] for c in later if c.arm == name and c.stage == "final"
-                     and (k := (str(c.dir), "test")) in found] for name in sweep.arms}
-    groups = []
-    base = finals.get(str(spec.baseline)) or []
-    for name, arm in sweep.arms.items():
-        row = _group_row(name, arms[name].get("selected", {}), finals[name])
-        if finals[name] and name != spec.baseline and base:
-            row["baseline"] = spec.baseline
-            row.update(_versus(base, finals[name], n_boot=n_boot))
-        if finals[name] and arm.parent and finals.get(arm.parent):
-            row["parent"] = arm.parent
-            row.update(_versus(finals[arm.parent], finals[name], n_boot=n_boot, key="vs_parent"))
-        groups.append(row)
-    summary: dict[str, Any] = {
-        "spec": str(sweep.path), "cells": len(sweep.cells) + len(later), "done": len(results),
-        "protocol": (f"tuning study: every tuned arm gets {tune.budget} tuning cells over its own knobs (a seeded "
-                     f"balanced random subset where its grid is larger), trained with seed {tune_seed} and scored on the "
-                     f"validation split (carved from the training pairs); each arm's best cell by validation "
-                     f"{tune.metric} is selected from validation results alone, trained with seeds {spec.seeds} and "
-                     "scored once on the test split; an arm with 'from' takes its parent's pick with its own changes, "
-                     "untuned"),
-        "selection": {"split": "validation", "metric": tune.metric, "budget": tune.budget, "tune_seed": tune_seed,
-                      "sample_seed": tune.sample_seed, "seeds": spec.seeds},
-        "ci_method": CI_PAIRED, "baseline": spec.baseline, "arms": arms, "tuning": tuning, "groups": groups}
-    null_runs = [found[k] for c in later if c.arm == spec.baseline and c.stage in ("final", "null")
-                 and (k := (str(c.dir), "test")) in found]
-    if spec.null_seeds and len(null_runs) >= 4:
-        summary["null_check"] = {"metric": tune.metric, "seeds": [r.cell.cfg.train.seed for r in null_runs],
-                                 **null_false_positive_rate(np.stack([r.per_query[tune.metric] for r in null_runs]),
-                                                            arm_size=min(len(spec.seeds), len(null_runs) // 2),
-                                                            n_boot=min(n_boot, 500))}
-    summary["curves"] = {key: {name: [{"value": c.values[key], "dir": str(c.dir), "validation": scores(c)}
-                                      for c in later if c.arm == name and c.stage == f"curve:{key}"]
-                               for name in curve.arms} for key, curve in spec.curves.items()}
-    return summary
 
 
 def _rel(t: float, b: float) -> float | None:

@@ -340,7 +340,7 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
 
     import sslkit.evaluate
     import sslkit.train
-    from sslkit.sweep import select_best
+    from sslkit.tuning import select_best
 
     calls: list[tuple[str, str]] = []
 
@@ -380,7 +380,7 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
 
 
 def test_tuning_subsets_are_balanced_distinct_and_seeded() -> None:
-    from sslkit.sweep import _draw
+    from sslkit.tuning import draw_cells as _draw
 
     space = {"lr": [0.02, 0.05, 0.1, 0.2], "temperature": [0.1, 0.2, 0.3], "logq": [True, False],
              "alpha": [0.01, 0.03, 0.1, 0.3, 1.0], "dropout": [0.1, 0.3, 0.5]}
