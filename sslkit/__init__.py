@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 # different numbers. Sweep cells hash it (with __version__), so a cell trained by older arithmetic
 # gets another name and is retrained, never mixed in; every run.json records it.
 #   1  cells named before the constant existed (autograd backward, torch Adagrad)
-#   2  closed-form softmax-CE / L2-normalize backward, fused dense Adagrad, in-place ReLU
+#   2  closed-form softmax-CE / L2-normalize backward, fused dense Adagrad, in-place ReLU; SSL batch
+#      without false negatives (drawn without replacement, accidental hits masked)
 NUMERICS_VERSION = 2
 
 
