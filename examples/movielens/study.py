@@ -110,16 +110,23 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
             f"{len(sw.spec.seeds)} seeds")
         t0 = time.perf_counter()
         display = progress or console.SweepDisplay()
+        status: dict[str, int] = {}
+
+        def on_event(kind: str, p: dict[str, Any]) -> None:
+            if kind == "cell":
+                status[p["status"]] = status.get(p["status"], 0) + 1
+            display(kind, p)
+
         try:
-            results, failed = run_sweep(sw, log=lambda _: None, on_event=display)
+            results, failed = run_sweep(sw, log=lambda _: None, on_event=on_event)
         finally:
             getattr(display, "close", lambda: None)()
         if failed:
             sys.exit(f"Error: sweep {name}: {len(failed)} cells failed: {failed[0][1]}")
         elapsed = time.perf_counter() - t0
-        trained = elapsed > 5 or name not in seconds  # skipping done cells takes seconds
-        if trained:
-            seconds[name] = (seconds.get(name, 0.0) if todo < len(sw.cells) else 0.0) + elapsed
+        if sum(status.values()) > status.get("done", 0) or name not in seconds:  # something was trained
+            resumed = status.get("done", 0) > 0  # finished an interrupted spec: add to its earlier time
+            seconds[name] = (seconds.get(name, 0.0) if resumed else 0.0) + elapsed
             runs.mkdir(parents=True, exist_ok=True)
             times_path.write_text(json.dumps(seconds, indent=1))
         summaries[name] = summarize_sweep(sw, results)
