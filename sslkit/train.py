@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from sslkit.checkpoint import load_checkpoint, run_metadata, save_checkpoint
 from sslkit.config import Config, dump_config
 from sslkit.errors import CheckpointError, DataChangedError, ResourceError, TrainingError
 from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.profile import item_counts
 from sslkit.store import FeatureStore, fingerprint, training_split
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -63,7 +65,7 @@ class Setup:
     optimizers: list[torch.optim.Optimizer]
     items: FusedTable
     queries: FusedTable
-    train_pairs: torch.Tensor  # long (n, 2) on device
+    train_pairs: torch.Tensor  # int32 (n, 2) on the CPU, sharing the store's (memory-mapped) array; see `batch_pairs`
     log_q: torch.Tensor | None  # float (items,) log sampling frequency
     ssl_cdf: torch.Tensor | None  # popularity sampling CDF (items,), for draws with replacement
     mask_table: torch.Tensor | None  # bool (F, F) CFM masking sets
@@ -111,8 +113,8 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
                      hidden=list(cfg.model.hidden), share_embeddings=cfg.model.share_embeddings).to(device)
     items = fuse(store.items, item_layout).to(device)
     queries = items if store.item_to_item else fuse(store.queries, query_layout).to(device)  # type: ignore[arg-type]
-    pairs = torch.from_numpy(np.asarray(training_split(store)[0], dtype=np.int64)).to(device)  # validation held out
-    counts = torch.bincount(pairs[:, 1], minlength=items.ids.shape[0]).double()
+    pairs = pairs_tensor(training_split(store)[0])  # validation held out; never copied whole
+    counts = torch.from_numpy(item_counts(training_split(store)[0], items.ids.shape[0])).double()
     log_q = torch.log(counts.clamp_min(1) / counts.sum()).float() if cfg.train.logq_correction else None
     popularity = cfg.ssl.item_sampling == "popularity"
     ssl_cdf = torch.cumsum(counts / counts.sum(), 0).float() if popularity else None
@@ -138,6 +140,19 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
                  steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device),
                  bf16=uses_bf16(cfg.train.precision, device), ssl_distinct=distinct,
                  ssl_log_weights=counts.log().float().cpu() if popularity and distinct else None)
+
+
+def pairs_tensor(pairs: np.ndarray) -> torch.Tensor:
+    """int32 (n, 2) CPU tensor over the same memory as `pairs` (a memory map stays one: no copy)."""
+    with warnings.catch_warnings():  # read-only memory map: the tensor is only ever read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.asarray(pairs, dtype=np.int32))
+
+
+def batch_pairs(s: Setup, rows: torch.Tensor) -> torch.Tensor:
+    """The batch's (query_row, item_row) pairs as long (B, 2) on the device: one vectorized gather from
+    the (memory-mapped) int32 pairs by the epoch permutation's rows; only these B rows reach the device."""
+    return s.train_pairs.index_select(0, rows.cpu()).to(s.device, non_blocking=True).long()
 
 
 def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) -> None:
@@ -178,12 +193,13 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
 
     The item tower runs once over [positives; view 1; view 2] (or [positives; SSL items] for `so`),
     gathered from the fused store in one index_select; masks and dropout rewrite the gathered ids.
-    Under ``ssl.false_negatives: avoid`` the SSL loss masks accidental hits (`losses.info_nce_loss`).
+    Under ``ssl.false_negatives: avoid`` the SSL batch holds distinct items where the catalog allows
+    (`_sample_items`) and the SSL loss masks accidental hits otherwise (`losses.info_nce_loss`).
     With `stats` (the logged steps), the parts also hold the SSL task's diagnostics as tensors:
     ``ssl_top1`` (`losses.in_batch_top1`, hits ignored) and ``ssl_dup_rate`` (`losses.duplicate_share`).
     """
     cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
-    pairs = s.train_pairs.index_select(0, rows)
+    pairs = batch_pairs(s, rows)
     b, n_views = len(rows), num_views(aug)
     bs = (cfg.ssl.batch_size or b) if n_views else 0  # SSL batch
     q_ids, q_dense = s.queries.gather(pairs[:, 0])
@@ -207,7 +223,8 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
                                      rows=s.world.rows(b))
     parts = {"main": main}
     ssl = None
-    hit_ids = ssl_ids if cfg.ssl.false_negatives == "avoid" else None
+    # accidental hits are masked under `avoid`; distinct draws (ssl_distinct) have none, so skip the (Bs, Bs) mask
+    hit_ids = ssl_ids if cfg.ssl.false_negatives == "avoid" and not s.ssl_distinct else None
     if n_views == 1:
         ssl = losses.spread_out_loss(views[0], temperature=cfg.ssl.temperature, item_ids=hit_ids, rows=s.world.rows(bs))
     elif n_views == 2:
@@ -315,7 +332,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     with (run_dir / "metrics.jsonl").open("a") if s.world.is_main else open(os.devnull, "w") as log:
         while step < s.total_steps:
             order_gen.set_state(order_state)
-            perm = torch.randperm(len(s.train_pairs), generator=order_gen).to(s.device)
+            perm = torch.randperm(len(s.train_pairs), generator=order_gen)  # on the CPU, where the pairs are
             next_order_state = order_gen.get_state()
             while step_in_epoch < s.steps_per_epoch and step < s.total_steps:
                 if s.world.any(should_stop()):  # every rank stops at the same step
@@ -376,7 +393,9 @@ def _check_finite(s: Setup, values: dict[str, torch.Tensor], step: int, run_dir:
     means = s.world.mean(values)
     if means["nonfinite"] or not math.isfinite(means.get("loss", 0.0)):
         what = f"loss became {means['loss']} at step" if not math.isfinite(means.get("loss", 0.0)) else "a loss became non-finite by step"
-        raise TrainingError(f"{what} {step}; the last good checkpoint is kept in {run_dir}",
+        kept = (f"the last good checkpoint is kept in {run_dir}" if (run_dir / "checkpoint.pt").exists()
+                else "no checkpoint was written yet")
+        raise TrainingError(f"{what} {step}; {kept}",
                             hint="lower --lr or raise the temperatures")
     return means
 

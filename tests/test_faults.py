@@ -691,3 +691,12 @@ def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> No
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, {**eval_settings(cell), "k": [5]})
     with pytest.raises(CheckpointError, match="written with other evaluation settings"):
         load_result(cell)
+
+
+def test_nan_loss_before_any_checkpoint_does_not_claim_one(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sslkit.losses as losses
+
+    monkeypatch.setattr(losses, "spread_out_loss", lambda v, temperature, **kw: (v * float("nan")).sum())
+    fails(1, "loss became nan at step 1; no checkpoint was written yet — lower --lr", "train", data / "schema.yaml",
+          *TRAIN, "--aug", "so", "--out", data / "r")
+    assert not (data / "r/checkpoint.pt").exists()
