@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "AUGMENTATIONS", "SSL_AUGMENTATIONS", "uses_ssl", "uses_masking", "uses_dropout", "cfm_mask_table",
+    "AUGMENTATIONS", "SSL_AUGMENTATIONS", "CFM_SEEDS", "uses_ssl", "uses_masking", "uses_dropout", "cfm_mask_table",
     "cfm_masks", "random_complementary_masks", "independent_random_masks", "value_dropout",
     "feature_dropout_mask", "augment_views", "FusedColumns", "with_defaults", "fused_views",
 ]
@@ -122,24 +122,37 @@ def cfm_mask_table(mask_sets: Sequence[Sequence[int]], num_features: int) -> Ten
     return table
 
 
-def cfm_masks(table: Tensor, batch_size: int, *, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Correlated Feature Masking: one seed feature per batch; view 1 masks F_m, view 2 the rest.
+CFM_SEEDS: tuple[str, ...] = ("batch", "example")
+"""How often CFM draws its seed feature: once per batch (the paper's §3.2 wording) or per example."""
 
-    The seed is drawn uniformly from the F features, once for the whole batch (the paper draws a
-    new seed per batch). No host synchronization: the seed stays a tensor.
+
+def cfm_masks(table: Tensor, batch_size: int, *, generator: torch.Generator,
+              seed_per: str = "batch") -> tuple[Tensor, Tensor]:
+    """Correlated Feature Masking: a uniform seed feature selects F_m; view 1 masks F_m, view 2 the rest.
+
+    ``seed_per="batch"``: one seed for the whole batch (the paper: "we change the seed feature per
+    batch"); every row then shares one masking pattern. ``seed_per="example"``: one seed per row,
+    a gather of B rows of the same table. No host synchronization: the seeds stay tensors.
 
     Args:
         table: (F, F) bool masking table from `cfm_mask_table`.
         batch_size: B.
-        generator: source of the seed draw.
+        generator: source of the seed draw (one ``randint`` of 1 or B values).
+        seed_per: "batch" or "example".
 
     Returns:
-        ``(m1, m2)``, each (B, F) bool on `table`'s device with ``m2 == ~m1``. Both are expanded
-        views of a single row (read-only; copy before writing in place).
+        ``(m1, m2)``, each (B, F) bool on `table`'s device with ``m2 == ~m1``. Per batch, both are
+        expanded views of a single row (read-only; copy before writing in place).
+
+    Raises:
+        ValueError: unknown `seed_per`.
     """
-    seed = torch.randint(table.shape[0], (1,), generator=generator, device=generator.device)
-    row = table.index_select(0, seed.to(table.device))  # (1, F)
-    return row.expand(batch_size, -1), (~row).expand(batch_size, -1)
+    if seed_per not in CFM_SEEDS:
+        raise ValueError(f"seed_per must be one of {', '.join(CFM_SEEDS)}, got {seed_per!r}")
+    n = 1 if seed_per == "batch" else batch_size
+    seed = torch.randint(table.shape[0], (n,), generator=generator, device=generator.device)
+    rows = table.index_select(0, seed.to(table.device))  # (1 or B, F)
+    return rows.expand(batch_size, -1), (~rows).expand(batch_size, -1)
 
 
 def random_subsets(batch_size: int, num_features: int, size: int, *, generator: torch.Generator,
@@ -246,7 +259,7 @@ def feature_dropout_mask(batch_size: int, num_features: int, rate: float, *, gen
 
 
 def _view_masks(aug: str, batch_size: int, num_features: int, *, generator: torch.Generator,
-                mask_table: Tensor | None, mask_size: int, device: torch.device,
+                mask_table: Tensor | None, mask_size: int, device: torch.device, cfm_seed: str = "batch",
                 ) -> tuple[Tensor | None, Tensor | None]:
     """Stage 1 (masking) of `augment_views` for one batch: two (B, F) masks or (None, None)."""
     if aug in ("cfm", "cfm_no_dropout"):
@@ -255,7 +268,7 @@ def _view_masks(aug: str, batch_size: int, num_features: int, *, generator: torc
         if tuple(mask_table.shape) != (num_features, num_features):
             raise ValueError(f"mask_table must be ({num_features}, {num_features}) for {num_features} sparse "
                              f"features, got {tuple(mask_table.shape)}")
-        m1, m2 = cfm_masks(mask_table, batch_size, generator=generator)
+        m1, m2 = cfm_masks(mask_table, batch_size, generator=generator, seed_per=cfm_seed)
         return m1.to(device), m2.to(device)
     if aug == "rfm":
         return random_complementary_masks(batch_size, num_features, mask_size, generator=generator, device=device)
@@ -279,7 +292,7 @@ def _check_views_aug(aug: str, caller: str) -> None:
 
 def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequence[bool],
                   generator: torch.Generator, mask_table: Tensor | None, mask_size: int,
-                  dropout: float) -> tuple[View, View]:
+                  dropout: float, cfm_seed: str = "batch") -> tuple[View, View]:
     """The two SSL views of one item batch (paper §3.2): masking per `aug`, then value dropout.
 
     * masking: ``cfm``/``cfm_no_dropout`` → `cfm_masks` (view 2 = complement), ``rfm`` →
@@ -304,6 +317,7 @@ def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequenc
         mask_table: (F, F) bool CFM table from `cfm_mask_table`; required by cfm / cfm_no_dropout.
         mask_size: features masked per example by rfm / rfm_no_compl, in [0, F].
         dropout: value dropout rate in [0, 1].
+        cfm_seed: CFM's seed granularity, "batch" or "example" (`cfm_masks`).
 
     Returns:
         ``((features_1, mask_1), (features_2, mask_2))``: the views' per-feature tensors (same
@@ -325,7 +339,7 @@ def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequenc
     sparse = [not torch.is_floating_point(t) for t in features]
     batch_size, device = features[0].shape[0], features[0].device
     m1, m2 = _view_masks(aug, batch_size, sum(sparse), generator=generator, mask_table=mask_table,
-                         mask_size=mask_size, device=device)
+                         mask_size=mask_size, device=device, cfm_seed=cfm_seed)
     if not uses_dropout(aug):
         return (list(features), m1), (list(features), m2)
     droppable = [s and bool(m) for s, m in zip(sparse, multi_valued)]
@@ -375,7 +389,7 @@ def with_defaults(ids: Tensor, use_default: Tensor, columns: FusedColumns) -> Te
 
 
 def fused_views(ids: Tensor, columns: FusedColumns, *, aug: str, generator: torch.Generator,
-                mask_table: Tensor | None, mask_size: int, dropout: float) -> Tensor:
+                mask_table: Tensor | None, mask_size: int, dropout: float, cfm_seed: str = "batch") -> Tensor:
     """`augment_views` on a fused batch: the same draws in the same order give the same two views.
 
     Masking (stage 1) uses the same mask functions; value dropout (stage 2) draws one ``(B, L_f)``
@@ -391,6 +405,7 @@ def fused_views(ids: Tensor, columns: FusedColumns, *, aug: str, generator: torc
         mask_table: (F, F) bool CFM table; required by cfm / cfm_no_dropout.
         mask_size: features masked per example by rfm / rfm_no_compl.
         dropout: value dropout rate in [0, 1].
+        cfm_seed: CFM's seed granularity, "batch" or "example" (`cfm_masks`).
 
     Returns:
         (2, B, S) long: view 1, view 2 (may be an expanded view of `ids` when nothing changes).
@@ -405,7 +420,7 @@ def fused_views(ids: Tensor, columns: FusedColumns, *, aug: str, generator: torc
         return views
     b, device = ids.shape[0], ids.device
     m1, m2 = _view_masks(aug, b, len(columns.lengths), generator=generator, mask_table=mask_table,
-                         mask_size=mask_size, device=device)
+                         mask_size=mask_size, device=device, cfm_seed=cfm_seed)
     use_default = None if m1 is None or m2 is None else torch.stack([m1, m2])  # (2, B, F)
     if uses_dropout(aug) and dropout > 0 and len(columns.multi):
         lengths = [n for n in columns.lengths if n > 1]

@@ -321,14 +321,18 @@ class SSL(_Model):
     alpha: float = Field(0.3, ge=0, description="Weight of the SSL loss (eq. 5).")
     temperature: float = Field(0.07, gt=0, description="InfoNCE temperature (eq. 3).")
     batch_size: int | None = Field(None, ge=2, description="SSL item batch; default = train.batch_size.")
-    mask_size: int | None = Field(None, ge=1, description="|F_m|; default floor(k/2).")
+    mask_size: int | None = Field(
+        None, ge=1, description="|F_m|, the features view 1 masks (the seed and its most correlated features; "
+        "view 2 masks the rest); default floor(k/2) over the k sparse item features: equal halves, the "
+        "paper's stated aim. The paper's literal count, the seed plus floor(k/2) partners, is floor(k/2)+1.")
     dropout: float = Field(0.3, ge=0, lt=1, description="Value dropout rate dr (also FD's rate).")
     item_sampling: Literal["uniform", "popularity"] = Field(
         "uniform", description="SSL item distribution: uniform over the catalog (the paper's choice) or by "
         "training popularity.")
     cfm_seed: Literal["batch", "example"] = Field(
-        "batch", description="CFM's seed feature: drawn once per batch (the paper's §3.2 wording) or per "
-        "example.")
+        "batch", description="CFM's seed feature: drawn once per batch (the paper's §3.2 wording; every row "
+        "shares one masking pattern) or per example (a gather of the same table; the views then also carry "
+        "their pattern, a shortcut the SSL loss can exploit without matching items).")
     false_negatives: Literal["avoid", "keep"] = Field(
         "avoid", description="avoid: draw the SSL batch without replacement when the catalog (popularity: "
         "the items with training pairs) has at least ssl.batch_size items, and mask accidental hits (the "

@@ -488,3 +488,32 @@ def test_fused_views_drop_all_values_gives_default() -> None:
     everything = torch.tensor([[False, True, False, True]])  # both multi-valued features fully dropped
     assert torch.equal(got[0], with_defaults(stored, everything, columns)) and torch.equal(got[0], got[1])
     assert set(got[0][:, 1].tolist()) == {defaults[1]} and not got[0][:, 2:4].any()
+
+
+def test_cfm_seed_per_example_gathers_one_table_row_per_row() -> None:
+    t = torch.eye(6, dtype=torch.bool)  # row s = {s}: each row's seed is readable from its mask
+    m1, m2 = cfm_masks(t, 600, generator=gen(4), seed_per="example")
+    assert m1.shape == (600, 6) and torch.equal(m2, ~m1) and (m1.sum(1) == 1).all()
+    counts = torch.bincount(m1.float().argmax(1), minlength=6).double()
+    assert float(((counts - 100.0) ** 2 / 100.0).sum()) < 30.0  # every seed, uniformly (5 dof)
+    same = cfm_masks(t, 600, generator=gen(4), seed_per="example")[0]
+    assert torch.equal(m1, same)
+    # the per-batch draw is the first of the per-example draws: one randint from the same generator
+    assert torch.equal(cfm_masks(t, 3, generator=gen(4))[0][0], m1[0])
+    with pytest.raises(ValueError, match="seed_per must be one of batch, example"):
+        cfm_masks(t, 3, generator=gen(0), seed_per="step")
+
+
+def test_fused_views_cfm_seed_per_example_equals_augment_views() -> None:
+    from sslkit.augment import FusedColumns, fused_views
+
+    feats, defaults = fused_batch(48, FUSED_LENGTHS, seed=3)
+    columns = FusedColumns.build(FUSED_LENGTHS, defaults)
+    stored = as_fused(feats, None, defaults)
+    (f1, m1), (f2, m2) = augment_views(feats, aug="cfm", multi_valued=[n > 1 for n in FUSED_LENGTHS],
+                                       generator=gen(7), mask_table=FUSED_TABLE, mask_size=2, dropout=0.4,
+                                       cfm_seed="example")
+    assert m1 is not None and len({tuple(r) for r in m1.tolist()}) > 1  # rows really differ
+    got = fused_views(stored, columns, aug="cfm", generator=gen(7), mask_table=FUSED_TABLE, mask_size=2,
+                      dropout=0.4, cfm_seed="example")
+    assert torch.equal(got[0], as_fused(f1, m1, defaults)) and torch.equal(got[1], as_fused(f2, m2, defaults))
