@@ -385,7 +385,7 @@ def paired_seeds_bootstrap_ci(baseline: np.ndarray, treatment: np.ndarray, *, n_
 
     Returns:
         ``relative`` (mean(t) / mean(b) − 1 over seeds and queries), ``low``, ``high`` (the expanded
-        interval), ``p_value`` (ONE-sided: the share of replicates with relative <= 0; small =
+        interval; ``low`` no lower than −1 when both arrays are non-negative), ``p_value`` (ONE-sided: the share of replicates with relative <= 0; small =
         confident improvement; before expansion), ``seeds`` (S), ``df`` and ``expansion`` (the factor).
 
     Raises:
@@ -414,6 +414,8 @@ def paired_seeds_bootstrap_ci(baseline: np.ndarray, treatment: np.ndarray, *, n_
     k = expansion_factor(df, level)
     if np.isfinite(point):
         res["low"], res["high"] = point - k * (point - res["low"]), point + k * (res["high"] - point)
+        if (b >= 0).all() and (t >= 0).all():  # a non-negative metric cannot fall by more than 100%
+            res["low"] = max(res["low"], -1.0)
     return {**res, "seeds": s, "df": df, "expansion": k}
 
 

@@ -267,6 +267,9 @@ def test_t_quantile_and_expansion() -> None:
     assert expansion_factor(1e9) == 1.0 and expansion_factor(4) == pytest.approx(1.5838, abs=1e-3)
     one_seed = paired_seeds_bootstrap_ci(np.full((1, 50), 0.5), np.linspace(0.4, 0.7, 50)[None])
     assert one_seed["df"] == pytest.approx(49) and one_seed["expansion"] < 1.05  # queries only
+    rng = np.random.default_rng(3)  # 2 seeds far apart: t_1 widens a lot, but recall cannot fall below -100%
+    wide = paired_seeds_bootstrap_ci(rng.random((2, 50)), rng.random((2, 50)) * np.array([[0.1], [1.9]]))
+    assert wide["expansion"] > 3 and wide["low"] == -1.0 and wide["high"] > 0  # clipped
 
 
 def test_null_false_positive_rate_over_splits_of_runs() -> None:
