@@ -417,7 +417,9 @@ def sweep(
 
     sw = load_sweep(spec, overrides=set_ or [], out=out)
     if dry_run:
-        rows = [(c.label, cell_status(c), str(c.dir)) for c in sw.cells]
+        from sslkit.tuning import planned_cells  # a study: its picks' cells too, once they are known
+
+        rows = [(c.label, cell_status(c), str(c.dir)) for c in (planned_cells(sw) if sw.tuned else sw.cells)]
         if json_out:
             _print_json([dict(zip(("cell", "status", "dir"), r)) for r in rows])
         else:

@@ -126,6 +126,27 @@ def run_study(sweep: Sweep, *, log: Callable[[str], None], on_event: Event,
     return results + more, failed + more_failed
 
 
+def planned_cells(sweep: Sweep) -> list[Cell]:
+    """Every cell the study will score, as far as it is known now: the tuning cells, then — once an
+    arm's tuning cells are all scored on validation — its pick's seeds, null seeds and curves."""
+    from sslkit.errors import CheckpointError
+    from sslkit.sweep import cell_status, load_result
+
+    done = []
+    for c in sweep.cells:
+        if cell_status(c) == "done":
+            try:
+                done.append(load_result(c))
+            except CheckpointError:
+                pass
+    complete = {n for n, a in sweep.arms.items() if a.parent is None
+                and sum(r.cell.arm == n for r in done) == len(a.tuning)}
+    assert sweep.spec.tune is not None
+    picks = select_best({n: [r for r in done if r.cell.arm == n] for n in complete}, sweep.spec.tune.metric)
+    sweep.selected = {n: r.cell.values for n, r in picks.items()}
+    return sweep.cells + later_cells(sweep)
+
+
 def later_cells(sweep: Sweep) -> list[Cell]:
     """A study's cells after selection: each arm's pick with every seed (test), the baseline's pick
     with the null seeds (test), and the curves (validation, tuning seed). Arms without a pick (all

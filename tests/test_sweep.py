@@ -343,7 +343,7 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
 
     import sslkit.evaluate
     import sslkit.train
-    from sslkit.tuning import select_best
+    from sslkit.tuning import planned_cells, select_best
 
     calls: list[tuple[str, str]] = []
 
@@ -366,9 +366,14 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
     monkeypatch.setattr(sslkit.evaluate, "evaluate_run", fake_eval)
     sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml",
                                arms={"none": {"set": {"aug": "none"}}}, null_seeds=[2, 3]))
+    assert len(planned_cells(sw)) == 3  # before tuning, the picks are unknown
     results, failed = run_sweep(sw)
     assert not failed
     assert sw.selected["none"]["lr"] == 0.05
+    again = load_sweep(sw.path, null_seeds=[2, 3])
+    plan = planned_cells(again)  # --dry-run: the picks' seeds and null seeds once tuning is done
+    assert [c.stage for c in plan] == ["tune"] * 3 + ["final"] * 2 + ["null"] * 2
+    assert {c.values["lr"] for c in plan[3:]} == {0.05}
     first_test = [s for s, _ in calls].index("test")
     assert all(s == "validation" for s, _ in calls[:first_test]) and len(calls[:first_test]) == 3
     assert all(s == "test" for s, _ in calls[first_test:])
