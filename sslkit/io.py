@@ -249,7 +249,7 @@ def dir_lock(path: str | Path, *, name: str = LOCK_FILE, what: str = "run direct
 
 def os_error(e: OSError, *, doing: str = "") -> ResourceError | DataError:
     """One user-facing line for an OSError the machine caused (disk full, read-only, permissions)."""
-    where = e.filename or "a file"
+    where = e.filename2 or e.filename or "a file"  # a rename names its destination second
     what = f" while {doing}" if doing else ""
     if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
         return ResourceError(f"{where}: no space left on the device{what}",
@@ -258,7 +258,9 @@ def os_error(e: OSError, *, doing: str = "") -> ResourceError | DataError:
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return ResourceError(f"{where}: {e.strerror.lower() if e.strerror else 'not writable'}{what}",
                              hint="make it writable, or write elsewhere (--out, cache_dir)")
-    if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+    if e.errno == errno.EISDIR:
+        return DataError(f"{where}: is a directory{what}", hint="give a file path")
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
         return DataError(f"{where}: {e.strerror or 'not a directory'}{what}",
                          hint="a path component is a file; choose another path")
     if e.errno == errno.ENAMETOOLONG:

@@ -700,3 +700,12 @@ def test_nan_loss_before_any_checkpoint_does_not_claim_one(data: Path, monkeypat
     fails(1, "loss became nan at step 1; no checkpoint was written yet — lower --lr", "train", data / "schema.yaml",
           *TRAIN, "--aug", "so", "--out", data / "r")
     assert not (data / "r/checkpoint.pt").exists()
+
+
+def test_embed_out_is_a_directory(ds: Path) -> None:
+    fails(1, "run: is a directory — give a file path", "embed", ds / "run", "--out", ds / "run", "--format", "csv")
+
+
+def test_cache_dir_under_a_file(data: Path) -> None:
+    (data / "afile").write_text("x")
+    fails(1, "afile", "profile", data / "schema.yaml", "--set", f"cache_dir={data / 'afile' / 'cache'}")
