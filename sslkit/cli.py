@@ -68,6 +68,9 @@ def handle_errors(fn: F) -> F:
             _fail(err.line(), err.exit_code)
         except (MemoryError, RecursionError) as e:
             _fail(_resource_line(e), 1)
+        except UnicodeDecodeError as e:  # a text input that is not UTF-8, read outside the checked readers
+            _fail(f"an input file is not UTF-8 (byte 0x{e.object[e.start]:02x} at position {e.start + 1}) — "
+                  "save it as UTF-8", 1)
         except Exception as e:
             if _out_of_memory(e):
                 _fail(_resource_line(e), 1)

@@ -709,3 +709,9 @@ def test_embed_out_is_a_directory(ds: Path) -> None:
 def test_cache_dir_under_a_file(data: Path) -> None:
     (data / "afile").write_text("x")
     fails(1, "afile", "profile", data / "schema.yaml", "--set", f"cache_dir={data / 'afile' / 'cache'}")
+
+
+def test_sweep_spec_not_utf8(data: Path) -> None:
+    spec = data / "spec.yaml"
+    spec.write_bytes(b"schema: schema.yaml\ngrid: {aug: [none]}\n# caf\xe9\n")
+    fails(1, "not UTF-8 (byte 0xe9", "sweep", spec, "--dry-run")
