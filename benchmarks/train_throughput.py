@@ -132,7 +132,7 @@ def timed(setup, steps: int) -> tuple[float, float, float, float]:
     world.reduce_gradients = reduce_gradients  # this instance only, for the timed steps
     gen = torch.Generator().manual_seed(0)
     b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
-    perm = torch.randperm(len(setup.train_pairs), generator=gen).to(setup.device)
+    perm = torch.randperm(len(setup.train_pairs), generator=gen)  # on the CPU, as in sslkit.train (the pairs are there)
     sync(setup)
     faults, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
     for i in range(steps):

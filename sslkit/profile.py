@@ -16,8 +16,12 @@ from sslkit.store import EntityTable, FeatureStore, all_pairs, training_split
 
 
 def item_counts(pairs: np.ndarray, num_items: int) -> np.ndarray:
-    """Interactions per catalog item, int64 [num_items]."""
-    return np.bincount(np.asarray(pairs[:, 1], dtype=np.int64), minlength=num_items)
+    """Interactions per catalog item, int64 [num_items], counted in chunks (`pairs` may be memory-mapped)."""
+    counts = np.zeros(num_items, np.int64)
+    for start in range(0, len(pairs), 1 << 22):
+        part = np.bincount(np.asarray(pairs[start:start + (1 << 22), 1]), minlength=len(counts))
+        counts = np.concatenate([counts, np.zeros(len(part) - len(counts), np.int64)]) + part
+    return counts
 
 
 def head_items(train_counts: np.ndarray, head_fraction: float = 0.1) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import encode, events, io
+from sslkit import encode, events, io, pairstream
 from sslkit.config import Config, Feature
 from sslkit.errors import DataError
 from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
@@ -182,7 +182,13 @@ def _cached(path: Path, log: Log) -> FeatureStore | None:
 
 
 def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
-    """Read, validate, split, fit vocabularies and encode (DESIGN §1–3)."""
+    """Read, validate, split, fit vocabularies and encode (DESIGN §1–3).
+
+    Pairs stream in bounded memory into memory-mapped split files when `pairstream.applies`;
+    schemas whose event-log rules need the whole log are built in memory.
+    """
+    if pairstream.applies(cfg):
+        return _build_streamed(cfg, log=log)
     inter_cfg = cfg.interactions
     ipath = cfg.resolve(inter_cfg.path) or "-"
     raw = io.read_table(ipath, inter_cfg.format, strings=events.id_sources(cfg))
@@ -203,20 +209,56 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
     pairs = _drop_unknown(pairs, cfg, ipath, report, log)
     train, test = _split(pairs, cfg, report)
     train, validation = carve_validation(pairs, train, cfg, report)
+    return _encoded(cfg, (items_df, items_path), (queries_df, queries_path),
+                    {"train": train, "validation": validation, "test": test}, report, log)
 
+
+def _build_streamed(cfg: Config, *, log: Log) -> FeatureStore:
+    """`build` with the pairs streamed (`sslkit.pairstream`): the catalogs in memory, the pairs in chunks."""
+    ipath = cfg.resolve(cfg.interactions.path) or "-"
+    no_log = pl.DataFrame()
+    items_df, items_path = _entity_frame(cfg, no_log, ipath, entity="items")
+    queries_df, queries_path = (items_df, items_path) if cfg.item_to_item() else \
+        _entity_frame(cfg, no_log, ipath, entity="queries")
+    report: dict[str, Any] = {}
+    staging = pairstream.staging_dir(cfg)
+    try:
+        splits, digests = pairstream.build_splits(cfg, items_df, queries_df, staging=staging, report=report, log=log)
+        report["items"] = items_df.height
+        store = _encoded(cfg, (items_df, items_path), (queries_df, queries_path), splits, report, log)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    store.digests = digests  # the split files' digests, hashed while written (entities are hashed by `save`)
+    pairstream.remove_with(store, staging)
+    return store
+
+
+def _training_queries(train: np.ndarray, rows: int) -> np.ndarray:
+    """Sorted distinct query rows of the training pairs (`np.unique(train[:, 0])`), read in chunks."""
+    seen = np.zeros(rows, bool)
+    for start in range(0, len(train), pairstream.CHUNK_ROWS):
+        seen[np.asarray(train[start:start + pairstream.CHUNK_ROWS, 0])] = True
+    return np.flatnonzero(seen)
+
+
+def _encoded(cfg: Config, items_src: tuple[pl.DataFrame, str], queries_src: tuple[pl.DataFrame, str],
+             splits: dict[str, np.ndarray], report: dict[str, Any], log: Log) -> FeatureStore:
+    """Fit vocabularies (items: the catalog; queries: the training queries) and encode both tables."""
+    (items_df, items_path), (queries_df, queries_path) = items_src, queries_src
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
     items = _encode_entity(items_df, cfg.item_id(), cfg.items.features, fit_rows=None, path=items_path, section="items")
     if cfg.item_to_item():
         queries = items
     else:
-        fit_rows = np.unique(train[:, 0])  # query vocabularies see training queries only
+        fit_rows = _training_queries(train, queries_df.height)  # query vocabularies see training queries only
         queries = _encode_entity(queries_df, cfg.query_id(), cfg.queries.features or {}, fit_rows=fit_rows,
                                  path=queries_path, section="queries")
     report.update(queries=queries[0].rows, train=len(train), validation=len(validation), test=len(test))
     vocabs = {"items": items[1]} | ({} if cfg.item_to_item() else {"queries": queries[1]})
     log(f"encoded {report['items']} items, {report['queries']} queries, "
         f"{len(train)} train / {len(validation)} validation / {len(test)} test pairs")
-    return FeatureStore(items=items[0], queries=queries[0], splits={"train": train, "validation": validation, "test": test},
-                        vocabs=vocabs, report=report)
+    return FeatureStore(items=items[0], queries=queries[0], splits=splits, vocabs=vocabs, report=report)
 
 
 def _entity_frame(cfg: Config, inter: pl.DataFrame, ipath: str, *, entity: str) -> tuple[pl.DataFrame, str]:
@@ -409,7 +451,7 @@ def vocab_digest(vocabs_json: dict[str, Any]) -> str:
 def fingerprint(store: FeatureStore) -> dict[str, str]:
     """What a run depends on, one content digest per part: each split, the items (ids and encoded
     features), the queries, each entity's vocabularies. Recorded at training; compared on use."""
-    digests = store.digests or {name: _array_digest(a) for name, a in _arrays(store).items()}
+    digests = {name: store.digests.get(name) or _array_digest(a) for name, a in _arrays(store).items()}
     parts: dict[str, list[str]] = {}
     for name in sorted(digests):
         head = name.split(".")[0]
@@ -438,6 +480,9 @@ def save(store: FeatureStore, path: Path) -> None:
         entities = {"items": store.items} | ({} if store.item_to_item else {"queries": store.queries})
         digests = {}
         for name, arr in _arrays(store).items():
+            if name in store.digests and _link_file(arr, tmp / f"{name}.npy"):
+                digests[name] = store.digests[name]  # a streamed split file: linked, not read again
+                continue
             arr = np.ascontiguousarray(arr)
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             digests[name] = _array_digest(arr)
@@ -459,6 +504,24 @@ def save(store: FeatureStore, path: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _link_file(arr: np.ndarray, dest: Path) -> bool:
+    """Hard-link (else copy) the .npy file `arr` maps as a whole; False when it maps no whole file."""
+    src = getattr(arr, "filename", None)
+    if not isinstance(arr, np.memmap) or not src or not arr.flags.c_contiguous:
+        return False
+    try:
+        whole = np.load(src, mmap_mode="r")
+        if (whole.dtype, whole.shape, whole.offset) != (arr.dtype, arr.shape, arr.offset):
+            return False
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copyfile(src, dest)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def load(path: Path) -> FeatureStore:
