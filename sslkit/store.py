@@ -440,7 +440,8 @@ def _arrays(store: FeatureStore) -> dict[str, np.ndarray]:
 
 
 def _vocab_json(vocabs: dict[str, Any]) -> str:
-    return json.dumps(vocabs, sort_keys=True, default=io._json_default)
+    # key order is `Vocab.to_json`'s, which vocabs.json keeps: no sort (a third of the time on 1M items)
+    return json.dumps(vocabs, separators=(",", ":"), default=io._json_default)
 
 
 def vocab_digest(vocabs_json: dict[str, Any]) -> str:
