@@ -98,7 +98,8 @@ def test_keep_draws_with_replacement_and_a_small_catalog_falls_back(data: Path) 
     assert len(draws.unique()) < 200  # i.i.d.: 200 of 300 items collide (~28% duplicate rows)
     _, _, small = _setup(data, "ssl.aug=no_mask", "ssl.batch_size=400")  # batch > catalog (300)
     assert not small.ssl_distinct
-    assert draws.shape == _sample_items(small, 200, torch.Generator()).shape
+    small_draws = _sample_items(small, 400, torch.Generator().manual_seed(1))  # 400 rows from 300 items
+    assert small_draws.shape == (400,) and int(small_draws.max()) < 300 and len(small_draws.unique()) < 300
 
 
 def _log(run: Path) -> list[dict]:
