@@ -550,7 +550,10 @@ def resume_state(run_dir: Path, cfg: Config) -> dict[str, Any]:
 
     state = read_checkpoint(run_dir)
     saved, now = _flat(state["config"]), _flat(dump_config(cfg))
-    diffs = [f"{k} {_short(saved.get(k))} → {_short(now.get(k))}" for k in sorted(set(saved) | set(now))
+    # keys the checkpoint lacks are settings added to sslkit since: their defaults keep the old behaviour
+    # (a feature of the schema's own is never such a key)
+    keys = sorted(set(saved) | {k for k in now if ".features." in k})
+    diffs = [f"{k} {_short(saved.get(k))} → {_short(now.get(k))}" for k in keys
              if saved.get(k) != now.get(k) and not k.startswith(RESUMABLE)]
     if diffs:
         raise CheckpointError(f"{run_dir}: cannot resume with different settings: {'; '.join(diffs[:6])}"
