@@ -369,7 +369,7 @@ def test_rotated_ids_file_is_not_trusted(ds: Path) -> None:
 
 RESUME_CASES = [
     ("aug", ["--aug", "so"], 'ssl.aug "none" → "so"'),
-    ("lr", ["--lr", "0.05"], "train.lr 0.01 → 0.05"),
+    ("lr", ["--lr", "0.02"], "train.lr 0.05 → 0.02"),
     ("batch-size", ["--batch-size", "128"], "train.batch_size 256 → 128"),
     ("seed", ["--seed", "3"], "train.seed 0 → 3"),
     ("hidden", ["--set", "model.hidden=[32,16]"], "model.hidden [256, 64] → [32, 16]"),
@@ -715,3 +715,14 @@ def test_sweep_spec_not_utf8(data: Path) -> None:
     spec = data / "spec.yaml"
     spec.write_bytes(b"schema: schema.yaml\ngrid: {aug: [none]}\n# caf\xe9\n")
     fails(1, "not UTF-8 (byte 0xe9", "sweep", spec, "--dry-run")
+
+
+def test_resume_from_stdin_on_other_data_is_refused(data: Path) -> None:
+    edit(data / "schema.yaml", "path: data/pairs.csv", "path: '-'")
+    head, *rows = (data / "data/pairs.csv").read_text().splitlines()
+    code, _, err = invoke("train", data / "schema.yaml", *TRAIN, "--out", data / "r", stdin="\n".join([head, *rows]) + "\n")
+    assert code == 0, err
+    before = snapshot(data / "r")
+    fails(1, "cannot resume: the data changed since this run started", "train", data / "schema.yaml",
+          "--steps", "4", "--batch-size", "256", "--out", data / "r", "--resume", stdin="\n".join([head, *rows[::-1]]) + "\n")
+    assert snapshot(data / "r") == before
