@@ -324,6 +324,8 @@ def item_vectors(run: Run, log: Any = lambda _: None) -> tuple[np.ndarray, np.nd
         if len(ids) == len(vectors):
             return ids, vectors
     ids, vectors, _ = embed(run, log=log)
+    if run.allow_data_change:  # vectors of data the run was not trained on: never cached as the run's
+        return ids, vectors
     try:
         write_vectors(ids, vectors, str(vec_path), "npy")
     except OSError as e:  # a read-only run directory: serve from memory

@@ -72,6 +72,8 @@ def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.nda
     h = run.cfg.eval.hnsw
     log(f"building HNSW index over {len(ids):,} items → {path}")
     index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef)
+    if run.allow_data_change:  # built over data the run was not trained on: not kept in the run
+        return ids, vectors, index
     try:
         index.save(path)
     except OSError as e:  # a read-only run directory: serve from memory

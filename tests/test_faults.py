@@ -726,3 +726,17 @@ def test_resume_from_stdin_on_other_data_is_refused(data: Path) -> None:
     fails(1, "cannot resume: the data changed since this run started", "train", data / "schema.yaml",
           "--steps", "4", "--batch-size", "256", "--out", data / "r", "--resume", stdin="\n".join([head, *rows[::-1]]) + "\n")
     assert snapshot(data / "r") == before
+
+
+def test_allow_data_change_never_caches_into_the_run(ds: Path) -> None:
+    code, first, err = invoke("recommend", ds / "run", "--k", "3", stdin="i000001\n")
+    assert code == 0, err
+    cached = snapshot(ds / "run")
+    items = ds / "data/items.csv"
+    original = items.read_text()
+    items.write_text(original.replace("brand001,", "brandX,"))
+    code, _, err = invoke("recommend", ds / "run", "--k", "3", "--allow-data-change", stdin="i000001\n")
+    assert code == 0 and "WARNING" in err
+    assert snapshot(ds / "run") == cached  # vectors of other data are not stored as the run's
+    items.write_text(original)
+    assert invoke("recommend", ds / "run", "--k", "3", stdin="i000001\n")[1] == first
