@@ -34,7 +34,7 @@ def _same(a: store.FeatureStore, b: store.FeatureStore) -> None:
         np.testing.assert_array_equal(ta.ids, tb.ids)
         for f in ta.features:
             np.testing.assert_array_equal(ta.features[f], tb.features[f])
-    assert {k: v for k, v in a.report.items()} == b.report
+    assert a.report == b.report
     assert store.fingerprint(a) == store.fingerprint(b)
 
 
@@ -96,7 +96,6 @@ def test_event_log_rules_keep_the_in_memory_path(data: Path) -> None:
 
 
 def test_split_roles_draw_exactly_numpy_permutation() -> None:
-    from sslkit.config import Config  # noqa: F401 (schema objects come from load_config above)
     mask = pairstream._sample(1000, 100, seed=5)
     expect = np.zeros(1000, bool)
     expect[np.random.default_rng(5).permutation(1000)[:100]] = True
