@@ -401,32 +401,57 @@ def run_sweep(sweep: Sweep, *, log: Callable[[str], None] = lambda _: None, on_e
 def run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], on_event: Event,
                stop_on_signals: bool, total: int | None = None,
                start: int = 0) -> tuple[list[CellResult], list[tuple[Cell, str]]]:
-    from sslkit.evaluate import evaluate_run
-    from sslkit.train import run_training
+    """Train (or resume) and evaluate each cell not done yet; reuse the done ones.
 
-    results, failed = [], []
+    Several sweeps of one spec can run at once (one per core): a cell another process is training
+    (its run directory is locked) is skipped on the first pass, then waited for and read at the
+    end — so the processes leapfrog over the cells and each result is still written once.
+    """
+    from sslkit.errors import LockedError
+
+    results, failed, deferred = [], [], []
     for i, cell in enumerate(cells):
         status = cell_status(cell)
         on_event("cell", {"index": start + i, "total": max(total or 0, start + len(cells)), "label": cell.label,
                           "status": status, "dir": str(cell.dir), "split": cell.split})
         try:
-            if status in ("new", "partial"):
-                run_training(cell.cfg, run_dir=cell.dir, resume=status == "partial", overwrite=False,
-                             argv=["sslkit", "sweep", str(sweep.path)], log=log, on_event=on_event,
-                             stop_on_signals=stop_on_signals)
-            if status == "done":
-                try:
-                    results.append(load_result(cell))
-                    continue
-                except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
-                    log(f"{e.line()}; evaluating cell {cell.label} again")
-            r = evaluate_run(cell.dir, log=log, split=cell.split)
-            _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query, eval_settings(cell))
-            results.append(load_result(cell))
+            results.append(_run_cell(sweep, cell, status, log=log, on_event=on_event,
+                                     stop_on_signals=stop_on_signals))
+        except LockedError:
+            deferred.append(cell)
+            log(f"cell {cell.label}: another process is training it; read at the end")
+        except SslkitError as e:
+            failed.append((cell, e.line()))
+            log(f"cell {cell.label} failed: {e.line()}")
+    for cell in deferred:
+        try:
+            with io.dir_lock(cell.dir, wait=True):  # until its trainer finishes (or dies: then resume it)
+                pass
+            results.append(_run_cell(sweep, cell, cell_status(cell), log=log, on_event=on_event,
+                                     stop_on_signals=stop_on_signals))
         except SslkitError as e:
             failed.append((cell, e.line()))
             log(f"cell {cell.label} failed: {e.line()}")
     return results, failed
+
+
+def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], None], on_event: Event,
+              stop_on_signals: bool) -> CellResult:
+    from sslkit.evaluate import evaluate_run
+    from sslkit.train import run_training
+
+    if status in ("new", "partial"):
+        run_training(cell.cfg, run_dir=cell.dir, resume=status == "partial", overwrite=False,
+                     argv=["sslkit", "sweep", str(sweep.path)], log=log, on_event=on_event,
+                     stop_on_signals=stop_on_signals)
+    if status == "done":
+        try:
+            return load_result(cell)
+        except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
+            log(f"{e.line()}; evaluating cell {cell.label} again")
+    r = evaluate_run(cell.dir, log=log, split=cell.split)
+    _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query, eval_settings(cell))
+    return load_result(cell)
 
 
 def eval_settings(cell: Cell) -> dict[str, Any]:

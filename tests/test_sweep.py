@@ -400,3 +400,37 @@ def test_tuning_subsets_are_balanced_distinct_and_seeded() -> None:
     assert _draw("cfm", space, 6, 0) == cells and _draw("so", space, 6, 0) != cells
     assert _draw("cfm", space, 6, 1) != cells
     assert len(_draw("x", {"a": [1, 2, 3]}, 3, 0)) == 3
+
+
+def test_a_cell_locked_by_another_process_is_waited_for_not_failed(data: Path, tmp_path: Path) -> None:
+    """Two sweeps of one spec share the work: a locked cell is skipped, then read once its holder ends."""
+    import threading
+
+    from sslkit import io
+
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml", grid={"aug": ["none"], "seed": [0, 1]})
+    sw = load_sweep(spec)
+    held, release, order = threading.Event(), threading.Event(), []
+
+    def other_process() -> None:  # a flock on another open file description conflicts like another process
+        with io.dir_lock(sw.cells[0].dir):
+            held.set()
+            release.wait(30)
+            order.append("released")
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    held.wait(10)
+
+    def on_event(kind: str, p: dict) -> None:
+        if kind == "cell":
+            order.append(p["label"])
+            if p["index"] == 1:  # cell 0 was skipped: let its holder finish now
+                release.set()
+
+    results, failed = run_sweep(sw, on_event=on_event)
+    t.join()
+    assert failed == []
+    assert order[:3] == ["aug=none,seed=0", "aug=none,seed=1", "released"]
+    assert sorted(r.cell.label for r in results) == ["aug=none,seed=0", "aug=none,seed=1"]
+    assert all(cell_status(c) == "done" for c in sw.cells)
