@@ -109,13 +109,19 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
     lookups = [(icol, item_rows, "item_row"), (qcol, query_rows, "query_row")]
     for col, rows, name in lookups:
         lf = lf.join(rows.lazy().rename({"id": col, "row": name}), on=col, how="left", maintain_order="left")
-    lf = lf.select(icol, qcol, "item_row", "query_row", *extra)
+    # a CSV row with too few fields reads as nulls in the last column: count them, then name the line
+    csv = io.infer_format(ipath, ic.format) == "csv"
+    last = [pl.col(list(schema)[-1]).is_null().alias("_short_row")] if csv and len(schema) > 1 else []
+    lf = lf.select(icol, qcol, "item_row", "query_row", *extra, *last)
     pairs_path = staging / "pairs.bin"
     try:
         scan = _first_pass(lf, cfg, pairs_path, staging, report=report)
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{ipath}: cannot read as {io.infer_format(ipath, ic.format)}: {first}")
+    if scan["short_rows"]:
+        for f in io.expand(ipath):
+            io.check_field_counts(f, "\t" if f.endswith(".tsv") else ",")
     _check_pass(scan, cfg, ipath, report, log)
     n = scan["kept"]
     role = split_roles(n, cfg, report, test_flags=_from_file(staging / "flags.bin", np.bool_, n),
@@ -134,11 +140,14 @@ def _first_pass(lf: pl.LazyFrame, cfg: Config, pairs_path: Path, staging: Path,
     ic, sp = cfg.interactions, cfg.split
     qcol, icol = ic.query_column(), ic.item_column()
     scan: dict[str, Any] = {"rows": 0, "kept": 0, "null_item": 0, "null_query": 0, "unknown_item": 0,
-                            "unknown_query": 0, "example_item": None, "example_query": None, "bad": None}
+                            "unknown_query": 0, "example_item": None, "example_query": None, "bad": None,
+                            "short_rows": 0}
     with open(pairs_path, "wb") as out, open(staging / "flags.bin", "wb") as flags, \
             open(staging / "times.bin", "wb") as times, open(staging / "valid.bin", "wb") as valid:
         for batch in lf.collect_batches(chunk_size=CHUNK_ROWS):
             scan["rows"] += batch.height
+            if "_short_row" in batch.columns:
+                scan["short_rows"] += int(batch["_short_row"].sum())
             scan["null_item"] += batch[icol].null_count()
             scan["null_query"] += batch[qcol].null_count()
             no_item = batch["item_row"].is_null()

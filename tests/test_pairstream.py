@@ -126,3 +126,15 @@ def test_training_reads_the_memory_mapped_pairs_without_copying_them(data: Path)
         np.testing.assert_array_equal(item_counts(train, st.items.rows), counts)
         assert s.log_q is not None and torch.allclose(s.log_q, torch.log(torch.from_numpy(counts).clamp_min(1).double()
                                                                          / counts.sum()).float())
+
+
+def test_a_short_row_in_a_streamed_pairs_csv_is_named_by_its_line(data: Path) -> None:
+    path = data / "data/pairs.csv"
+    lines = path.read_text().splitlines()
+    assert lines[0].count(",") >= 2  # the last column is not an id: a short row reads as a null there
+    lines[7] = ",".join(lines[7].split(",")[:-1])  # file line 8 loses its last field
+    path.write_text("\n".join(lines) + "\n")
+    cfg = load_config(data / "schema.yaml")
+    assert pairstream.applies(cfg)
+    with pytest.raises(DataError, match=r"pairs.csv: line 8 has \d+ fields, the header has \d+"):
+        store.build(cfg)
