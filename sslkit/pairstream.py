@@ -237,8 +237,6 @@ def _test_mask(n: int, cfg: Config, fraction: float, seed: int, *, test_flags: n
     if sp.method == "random":
         return _sample(n, k, seed)
     if sp.method == "time":
-        if cfg.interactions.time is None:
-            raise DataError("split.method: time needs interactions.time", hint="name the time column")
         assert times is not None and time_valid is not None
         return _latest(times, time_valid, k)
     assert test_flags is not None

@@ -317,9 +317,7 @@ def _split(pairs: pl.DataFrame, cfg: Config, report: dict[str, Any]) -> tuple[np
         is_test = np.zeros(n, bool)
         is_test[rng.permutation(n)[: int(round(n * sp.test_fraction))]] = True
     elif sp.method == "time":
-        col = cfg.interactions.time
-        if col is None:
-            raise DataError("split.method: time needs interactions.time", hint="name the time column")
+        col = cfg.interactions.time  # set: the config refuses a time split without it
         order = pairs[col].rank("ordinal").to_numpy() - 1  # stable: ties keep file order
         is_test = order >= n - int(round(n * sp.test_fraction))
     else:
