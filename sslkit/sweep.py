@@ -68,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sslkit import io
 from sslkit.config import Config, dump_config, load_config
-from sslkit.errors import CheckpointError, ConfigError, SslkitError
+from sslkit.errors import CheckpointError, ConfigError, DataChangedError, SslkitError
 
 if TYPE_CHECKING:
     from sslkit.tuning import Arm
@@ -445,6 +445,7 @@ def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], Non
                      argv=["sslkit", "sweep", str(sweep.path)], log=log, on_event=on_event,
                      stop_on_signals=stop_on_signals)
     if status == "done":
+        check_data_pin(cell)
         try:
             return load_result(cell)
         except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
@@ -452,6 +453,33 @@ def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], Non
     r = evaluate_run(cell.dir, log=log, split=cell.split)
     _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query, eval_settings(cell))
     return load_result(cell)
+
+
+_FINGERPRINTS: dict[str, dict[str, str]] = {}  # store cache key (a hash of the data files) → fingerprint
+
+
+def check_data_pin(cell: Cell) -> None:
+    """A done cell's results stand only for the data it was trained on: compare the data pin in its
+    run.json with the store the schema gives now (trained and partial cells are checked on load).
+
+    Raises:
+        DataChangedError: the data changed since the cell was trained; its result is not reused.
+    """
+    from sslkit.store import cache_key, describe_change, fingerprint, load_or_build
+
+    try:
+        pinned = io.read_json(cell.dir / "run.json").get("data")
+    except (OSError, ValueError, AttributeError):
+        pinned = None  # written before runs were pinned, or damaged: the evaluation files decide
+    key = cache_key(cell.cfg)
+    if not pinned or key is None:
+        return
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = fingerprint(load_or_build(cell.cfg))
+    if _FINGERPRINTS[key] != pinned:
+        raise DataChangedError(f"{cell.dir}: the data changed since this cell was trained: "
+                               f"{describe_change(pinned, _FINGERPRINTS[key])} differ",
+                               hint="restore the data, or sweep into a new --out (a cell's result stands for its data)")
 
 
 def eval_settings(cell: Cell) -> dict[str, Any]:

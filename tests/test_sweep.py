@@ -183,6 +183,25 @@ def test_damaged_results_are_evaluated_again(data: Path, tmp_path: Path, runner:
     assert cell_status(cell) == "done" and "metrics" in json.loads((cell.dir / "eval.json").read_text())
 
 
+def test_done_cells_are_not_reused_when_the_data_changed(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    """Reordering the pairs file (same pairs) re-splits: a done cell's result stands for the old split."""
+    spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml", grid={"aug": ["none"]}, baseline=None)
+    assert runner.invoke(app, ["-q", "sweep", str(spec), "--json"]).exit_code == 0
+    cell = load_sweep(spec).cells[0]
+    stamp = (cell.dir / "eval.json").stat().st_mtime_ns
+    pairs = data / "data" / "pairs.csv"
+    head, *rows = pairs.read_text().splitlines()
+    pairs.write_text("\n".join([head, *reversed(rows)]) + "\n")
+    r = runner.invoke(app, ["sweep", str(spec), "--json"])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    err = " ".join(r.stderr.split())
+    assert "the data changed since this cell was trained" in err and "split" in err
+    assert json.loads(r.stdout)["failed"][0]["cell"] == cell.label
+    assert (cell.dir / "eval.json").stat().st_mtime_ns == stamp  # nothing rewritten
+    pairs.write_text("\n".join([head, *rows]) + "\n")  # the original data: the cell is reused again
+    assert runner.invoke(app, ["-q", "sweep", str(spec), "--json"]).exit_code == 0
+
+
 def test_numerics_version_and_sslkit_version_name_new_cells(data: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Cells trained by other training arithmetic are never reused: they get another name."""
