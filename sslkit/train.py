@@ -373,7 +373,7 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         validation = _validate(s, val, step, None, on_event)
     summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
                "train_seconds": elapsed, "validation": validation, "device": str(s.device)}
-    if (warning := below_toppop(validation, cfg)) is not None:
+    if (warning := below_toppop(validation, cfg, cold_share=val.cold_share)) is not None:
         summary["warning"] = warning
         on_event("warning", {"message": warning})
     if s.world.is_main:
@@ -431,6 +431,7 @@ class ValidationSet:
     items: np.ndarray  # int64 (nnz,)
     seen: tuple[np.ndarray, np.ndarray] | None = None  # CSR of each query's training positives (eval.exclude_seen)
     toppop: dict[str, float] = field(default_factory=dict)  # TopPopular on this sample, the same options
+    cold_share: float = 0.0  # share of the sample's pairs whose query has no training pairs
 
 
 def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
@@ -448,6 +449,9 @@ def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
     sub_ptr, sub_items = csr_take(indptr, items, pick)
     val = ValidationSet(queries=q[pick], indptr=sub_ptr, items=sub_items,
                         seen=seen_items(train, q[pick]) if cfg.eval.exclude_seen else None)
+    if n:
+        warm = np.isin(val.queries, train[:, 0])
+        val.cold_share = float(np.diff(sub_ptr)[~warm].sum() / max(len(sub_items), 1))
     ks = [k for k in sorted(cfg.eval.k) if k <= store.items.rows - int(store.item_to_item)]  # as `_validate`
     if n and ks:
         top = toppop_topk(item_counts(train, store.items.rows), val.queries, max(ks), store.item_to_item, exclude=val.seen)
@@ -483,9 +487,10 @@ def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event
     return result
 
 
-def below_toppop(validation: dict[str, float], cfg: Config) -> str | None:
+def below_toppop(validation: dict[str, float], cfg: Config, *, cold_share: float = 0.0) -> str | None:
     """One line when the model's validation Recall@K (largest K) is below TopPopular's on the same
-    sample, naming the settings most likely to help; None otherwise."""
+    sample, naming the settings most likely to help (and, when most validation pairs come from
+    queries without training pairs, that cause); None otherwise."""
     ks = [k for k in sorted(cfg.eval.k) if f"val_recall@{k}" in validation and f"val_toppop_recall@{k}" in validation]
     if not ks or validation[f"val_recall@{ks[-1]}"] >= validation[f"val_toppop_recall@{ks[-1]}"]:
         return None
@@ -493,7 +498,11 @@ def below_toppop(validation: dict[str, float], cfg: Config) -> str | None:
     tips = ([] if t.logq_correction else ["--set train.logq_correction=true"]) + [
         f"another --lr (now {t.lr:g})", f"--set train.temperature=0.1..0.2 (now {t.temperature:g})", "more --epochs"]
     return (f"validation Recall@{k} {validation[f'val_recall@{k}']:.4f} is below TopPopular's "
-            f"{validation[f'val_toppop_recall@{k}']:.4f} on the same queries; most likely to help: " + ", ".join(tips))
+            f"{validation[f'val_toppop_recall@{k}']:.4f} on the same queries; most likely to help: " + ", ".join(tips)
+            + ("" if cold_share < 0.5 else
+               f"; {cold_share:.0%} of the validation pairs come from queries with no training pairs (cold queries: "
+               "their id embeddings are untrained), where TopPopular is hard to beat — split.method: leave_last_out "
+               "holds out each query's latest pairs instead"))
 
 
 def run_training(cfg: Config, *, run_dir: Path, resume: bool = False, overwrite: bool = False,

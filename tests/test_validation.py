@@ -185,6 +185,25 @@ def test_train_warns_in_one_line_when_below_toppop(data: Path, runner: CliRunner
     assert len(lines) == 1 and "train.logq_correction=true" in lines[0] and summary["warning"] in lines[0]
 
 
+def test_below_toppop_names_cold_queries_when_most_validation_pairs_have_no_training_pairs(
+        data: Path, runner: CliRunner) -> None:
+    """Users split by group: every validation user is absent from training (cold)."""
+    r = runner.invoke(app, ["-q", "train", str(data / "schema_users.yaml"), "--steps", "1", "--batch-size", "32",
+                            "--lr", "0.00001", "--set", "split.group=user_id", "--out", str(data / "cold")])
+    assert r.exit_code == 0, r.stderr
+    warning = json.loads((data / "cold/summary.json").read_text())["warning"]
+    assert "100% of the validation pairs come from queries with no training pairs" in warning
+    assert "leave_last_out" in warning
+    from sslkit.config import load_config
+    from sslkit.train import below_toppop
+
+    cfg = load_config(data / "schema_users.yaml")
+    low = {"val_recall@50": 0.1, "val_toppop_recall@50": 0.2}
+    assert "cold" not in below_toppop(low, cfg, cold_share=0.4)
+    assert "51% of the validation pairs" in below_toppop(low, cfg, cold_share=0.51)
+    assert below_toppop({"val_recall@50": 0.3, "val_toppop_recall@50": 0.2}, cfg, cold_share=1.0) is None
+
+
 def test_eval_refuses_runs_scored_under_different_options() -> None:
     from sslkit.errors import ConfigError
     from sslkit.evaluate import RunEval, check_same_options
