@@ -30,6 +30,8 @@ class RunEval:
     per_query: dict[str, np.ndarray] = field(repr=False)
     queries: np.ndarray = field(repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
+    # slice → metric → float [Q]: each query's metric on its pairs of that slice (NaN: none in it)
+    slice_per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run, "config": self.config, "metrics": self.metrics, "slices": self.slices, **self.extra}
@@ -72,17 +74,41 @@ def drop_excluded(scores: np.ndarray, top: np.ndarray, exclude: tuple[np.ndarray
 def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
                   ks: Sequence[int]) -> dict[str, dict[str, float]]:
     """Metrics restricted to the test pairs of each slice (queries with ≥ 1 pair in it)."""
-    owner = np.repeat(np.arange(len(q)), np.diff(indptr))
     out = {}
+    for name, (sel, per_query) in _slice_queries(top, q, indptr, items, labels, ks).items():
+        if per_query is None:
+            out[name] = {"pairs": 0, "queries": 0}
+            continue
+        m = summarize({k: v[~np.isnan(v)] for k, v in per_query.items()})
+        out[name] = {"pairs": int(sel.sum()), "queries": int((~np.isnan(next(iter(per_query.values())))).sum()), **m}
+    return out
+
+
+def slice_per_query(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                    ks: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """slice → metric → float [Q]: each query's Recall/MAP@K on its pairs of the slice, NaN for a query
+    with none — what a paired bootstrap over queries needs for a slice's interval (`sslkit.sweep.versus`)."""
+    return {name: pq for name, (_, pq) in _slice_queries(top, q, indptr, items, labels, ks).items() if pq is not None}
+
+
+def _slice_queries(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                   ks: Sequence[int]) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray] | None]]:
+    owner = np.repeat(np.arange(len(q)), np.diff(indptr))
+    out: dict[str, tuple[np.ndarray, dict[str, np.ndarray] | None]] = {}
     for i, name in enumerate(SLICES):
         sel = labels == i
         if not sel.any():
-            out[name] = {"pairs": 0, "queries": 0}
+            out[name] = (sel, None)
             continue
         qs, counts = np.unique(owner[sel], return_counts=True)
         sub_indptr = np.concatenate([[0], np.cumsum(counts)])
-        m = summarize(compute_metrics(top[qs], sub_indptr, items[sel], ks))
-        out[name] = {"pairs": int(sel.sum()), "queries": int(len(qs)), **{k: v for k, v in m.items() if k.split("@")[0] in ("recall", "map")}}
+        got = compute_metrics(top[qs], sub_indptr, items[sel], ks)
+        full = {}
+        for k, v in got.items():
+            if k.split("@")[0] in ("recall", "map"):
+                full[k] = np.full(len(q), np.nan)
+                full[k][qs] = v
+        out[name] = (sel, full)
     return out
 
 
@@ -154,7 +180,8 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     extra["toppop"] = {m: v for m, v in pop.items() if m.split("@")[0] in ("recall", "map")}
     metrics = {m: v for m, v in summarize(per_query).items()}
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
-                     slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra)
+                     slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra,
+                     slice_per_query=slice_per_query(top, q, indptr, rel, labels, ks))
     try:
         io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
     except OSError as e:  # a read-only run directory: the result still goes to stdout

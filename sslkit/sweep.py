@@ -373,6 +373,7 @@ class CellResult:
     eval: dict[str, Any]
     per_query: dict[str, np.ndarray]
     queries: np.ndarray
+    slice_per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # see RunEval
 
     @property
     def split(self) -> str:
@@ -451,7 +452,9 @@ def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], Non
         except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
             log(f"{e.line()}; evaluating cell {cell.label} again")
     r = evaluate_run(cell.dir, log=log, split=cell.split)
-    _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries, r.per_query, eval_settings(cell))
+    _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries,
+                    r.per_query | {f"{SLICE_KEY}{sl}{SLICE_KEY}{m}": v for sl, pq in r.slice_per_query.items()
+                                   for m, v in pq.items()}, eval_settings(cell))
     return load_result(cell)
 
 
@@ -486,7 +489,12 @@ def eval_settings(cell: Cell) -> dict[str, Any]:
     """The evaluation options the sweep scores a cell with; a result written with others
     (say `sslkit eval CELL --k 5` afterwards) is not trusted: the cell is evaluated again."""
     e = cell.cfg.eval
-    return {"split": cell.split, "index": e.index, "exclude_seen": e.exclude_seen, "k": sorted(set(e.k))}
+    return {"split": cell.split, "index": e.index, "exclude_seen": e.exclude_seen, "k": sorted(set(e.k)),
+            "per_query": PER_QUERY_VERSION}
+
+
+PER_QUERY_VERSION = 2  # 2: per-query slice metrics too (slice CIs); a cell saved before is evaluated again
+SLICE_KEY = "slice__"  # per_query.npz key of a slice's metric: slice__tail__recall_at_50
 
 
 def _save_per_query(path: Path, queries: np.ndarray, per_query: dict[str, np.ndarray],
@@ -523,8 +531,16 @@ def load_result(cell: Cell) -> CellResult:
             raise ValueError(f"{EVAL_FILES[cell.split]} scores split {evaluation['split']}, not {cell.split}")
     except (OSError, ValueError, KeyError) as e:
         raise CheckpointError(f"{cell.dir}: unreadable evaluation ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
-    return CellResult(cell=cell, eval=evaluation,
-                      per_query={k.replace("_at_", "@"): v for k, v in arrays.items()}, queries=queries)
+    per_query: dict[str, np.ndarray] = {}
+    slices: dict[str, dict[str, np.ndarray]] = {}
+    for key, v in arrays.items():
+        name = key.replace("_at_", "@")
+        if name.startswith(SLICE_KEY):
+            sl, m = name[len(SLICE_KEY):].split(SLICE_KEY, 1)
+            slices.setdefault(sl, {})[m] = v
+        else:
+            per_query[name] = v
+    return CellResult(cell=cell, eval=evaluation, per_query=per_query, queries=queries, slice_per_query=slices)
 
 
 def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 1000) -> dict[str, Any]:
@@ -587,8 +603,34 @@ def versus(base: list[CellResult], got: list[CellResult], *, n_boot: int, key: s
     slices = {s: {m: _rel(np.mean([r.eval["slices"][s].get(m, np.nan) for r in got]),
                           np.mean([b.eval["slices"][s].get(m, np.nan) for b in base])) for m in names}
               for s in got[0].eval["slices"]}
-    return {key: ci, f"{key}_slices": slices, f"{key}_paired_seeds": common,
-            f"{key}_ci": CI_PAIRED if common else CI_UNPAIRED}
+    out = {key: ci, f"{key}_slices": slices, f"{key}_paired_seeds": common,
+           f"{key}_ci": CI_PAIRED if common else CI_UNPAIRED}
+    if common and all(by_seed_b[s].slice_per_query and by_seed_t[s].slice_per_query for s in common):
+        out[f"{key}_slices_ci"] = slice_cis([by_seed_b[s] for s in common], [by_seed_t[s] for s in common],
+                                            names, n_boot=n_boot)
+    return out
+
+
+def slice_cis(base: list[CellResult], got: list[CellResult], names: list[str], *, n_boot: int) -> dict[str, Any]:
+    """Per slice (head / tail / cold): the paired seeds-and-queries interval of the relative change,
+    over the queries that have pairs in the slice (each query's metric on those pairs alone; the
+    same queries in every run, since the slices come from the shared training split)."""
+    from sslkit.metrics import paired_seeds_bootstrap_ci
+
+    out: dict[str, Any] = {}
+    for sl in got[0].slice_per_query:
+        if any(sl not in r.slice_per_query for r in base + got):
+            continue
+        out[sl] = {}
+        for m in names:
+            if m not in got[0].slice_per_query[sl]:
+                continue
+            b = np.stack([r.slice_per_query[sl][m] for r in base])
+            t = np.stack([r.slice_per_query[sl][m] for r in got])
+            keep = ~np.isnan(b).any(0) & ~np.isnan(t).any(0)
+            if keep.any() and b[:, keep].mean() > 0:  # a relative change of a zero mean is undefined
+                out[sl][m] = paired_seeds_bootstrap_ci(b[:, keep], t[:, keep], n_boot=n_boot) | {"queries": int(keep.sum())}
+    return out
 
 
 def _rel(t: float, b: float) -> float | None:

@@ -59,6 +59,9 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
     assert g["cfm"]["seeds"] == 2 and g["cfm"]["vs_baseline_paired_seeds"] == [0, 1]
     ci = g["cfm"]["vs_baseline"]["recall@50"]
     assert ci["low"] <= ci["relative"] <= ci["high"] and ci["seeds"] == 2
+    head = g["cfm"]["vs_baseline_slices_ci"]["head"]["recall@50"]  # Table 4's slices get intervals too
+    assert head["low"] <= head["relative"] <= head["high"] and 0 < head["queries"] <= g["cfm"]["slices"]["head"]["pairs"]
+    assert head["relative"] == pytest.approx(g["cfm"]["vs_baseline_slices"]["head"]["recall@50"])
     assert g["cfm_popularity"]["parent"] == "cfm" and "recall@50" in g["cfm_popularity"]["vs_parent"]
     assert (s["null_check"]["runs"], s["null_check"]["replicates"]) == (4, 3)
     assert [p["value"] for p in s["curves"]["alpha"]["cfm"]] == [3.0]

@@ -379,7 +379,7 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
         metrics = {m: float(v.mean()) for m, v in per_query.items()}
         body = {"split": split, "metrics": metrics, "slices": {}, "toppop": {}}
         (Path(run_dir) / ("eval.json" if split == "test" else "eval.validation.json")).write_text(json.dumps(body))
-        return types.SimpleNamespace(queries=np.arange(10), per_query=per_query)
+        return types.SimpleNamespace(queries=np.arange(10), per_query=per_query, slice_per_query={})
 
     monkeypatch.setattr(sslkit.train, "run_training", fake_train)
     monkeypatch.setattr(sslkit.evaluate, "evaluate_run", fake_eval)

@@ -263,8 +263,8 @@ def sampled_arms(summary: dict[str, Any]) -> str:
 
 
 def slices_table(summary: dict[str, Any], methods: list[str]) -> str:
-    lines = ["| method | slice | test pairs | Recall@10 | Recall@50 | Δ Recall@50 vs baseline (point) | paper Δ Recall@50, same kind of slice |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | slice | test pairs | Recall@10 | Recall@50 | Δ Recall@50 vs baseline [95% CI] | verdict | paper Δ Recall@50, same kind of slice |",
+             "|---|---|---|---|---|---|---|---|"]
     for m in methods:
         g = group(summary, m)
         for s in ("head", "tail", "cold"):
@@ -272,15 +272,17 @@ def slices_table(summary: dict[str, Any], methods: list[str]) -> str:
             if not sl.get("pairs"):
                 continue
             rel = (g.get("vs_baseline_slices") or {}).get(s, {}).get("recall@50")
+            ci = (g.get("vs_baseline_slices_ci") or {}).get(s, {}).get("recall@50")
             paper = "—"
             if m in PAPER_SLICES["AAI"] and m != "none":  # AAI's slices are by popularity; Wikipedia's
                 ds, ps = PAPER_SLICE_OF[s]                # "tail" is items unseen in training: our cold
                 paper = f"{PAPER_SLICES[ds][m][ps][1] / PAPER_SLICES[ds]['none'][ps][1] - 1:+.1%} ({ds} {ps})"
-            delta = "—" if rel is None else f"{rel:+.1%}"
+            delta = "—" if rel is None else (ci_text(ci) if ci else f"{rel:+.1%} (point)")
+            judged = "—" if m == "none" else verdict(ci)
             if m != "none" and sl["pairs"] < MIN_SLICE_PAIRS:
-                delta = f"— (only {sl['pairs']} pairs)"
+                delta, judged = f"— (only {sl['pairs']} pairs)", "—"
             lines.append(f"| {name_of(m)} | {s} | {sl['pairs']:,} | {sl.get('recall@10', float('nan')):.4f} | "
-                         f"{sl.get('recall@50', float('nan')):.4f} | {delta} | {paper} |")
+                         f"{sl.get('recall@50', float('nan')):.4f} | {delta} | {judged} | {paper} |")
     return "\n".join(lines)
 
 
