@@ -1,0 +1,133 @@
+"""HNSW recall vs time on a trained run's real vectors; prints one JSON object.
+
+Why does hnswlib find only ~0.88 of the exact top-50 at ef 400 on 1M learned vectors when it finds
+0.99 at 50k? This measures, on the vectors `sslkit eval --index hnsw` indexes:
+
+* the geometry: how concentrated the unit item vectors are (norm of their mean; mean cosine of
+  random pairs; participation ratio = effective dimension), how far the query vectors (the query
+  tower's) sit from the items (cosine of the two means; a query's exact top-1 and top-50 scores), and
+  how close the 50th and 51st exact scores are (near-ties make a top-50 hard to hit exactly);
+* ANN recall@K against exact top-K, for the run's test queries and, as a control, for item vectors
+  used as queries (in-distribution), per graph (M × ef_construction, build time) and search breadth
+  ef (queries/s on all cores, one query batch, hnswlib's own threads).
+
+    python benchmarks/hnsw_recall.py RUN [--queries 2000] [--M 16 32] [--ef-construction 100]
+        [--ef 100 200 400 800 1600] [--k 50] [--center]
+
+RUN: a trained run (e.g. from `benchmarks/eval_e2e.py --work DIR`: DIR/run-...). `--center` also
+indexes item vectors minus their mean: a query's inner products all shift by the same q·mean, so
+the exact ranking is unchanged, while the cone the vectors sit in is opened up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(f"[hnsw_recall] {msg}", file=sys.stderr, flush=True)
+
+
+def geometry(items: np.ndarray, queries: np.ndarray, exact_scores: np.ndarray, rng: np.random.Generator) -> dict:
+    """Concentration of the item vectors, the query/item gap, and the near-tie margin at K."""
+    sample = items[rng.choice(len(items), size=min(len(items), 20_000), replace=False)]
+    a, b = sample[: len(sample) // 2], sample[len(sample) // 2: 2 * (len(sample) // 2)]
+    mean_i, mean_q = items.mean(0), queries.mean(0)
+    cov = np.cov(sample.T)
+    ev = np.clip(np.linalg.eigvalsh(cov), 0, None)
+    k = exact_scores.shape[1] - 1  # exact_scores holds K + 1 columns
+    return {
+        "item_norm_mean": round(float(np.linalg.norm(items, axis=1).mean()), 4),
+        "item_mean_vector_norm": round(float(np.linalg.norm(mean_i)), 4),  # 0: spread on the sphere; 1: all equal
+        "item_pair_cosine_mean": round(float((a * b).sum(1).mean()), 4),
+        "item_participation_ratio": round(float(ev.sum() ** 2 / (ev ** 2).sum()), 2),  # effective dimension
+        "dim": int(items.shape[1]),
+        "query_mean_vector_norm": round(float(np.linalg.norm(mean_q)), 4),
+        "query_item_mean_cosine": round(float(mean_q @ mean_i / (np.linalg.norm(mean_q) * np.linalg.norm(mean_i))), 4),
+        "exact_top1_score_median": round(float(np.median(exact_scores[:, 0])), 4),
+        f"exact_top{k}_score_median": round(float(np.median(exact_scores[:, k - 1])), 4),
+        f"score_gap_{k}_{k + 1}_median": float(f"{np.median(exact_scores[:, k - 1] - exact_scores[:, k]):.3g}"),
+        f"score_spread_1_{k}_median": round(float(np.median(exact_scores[:, 0] - exact_scores[:, k - 1])), 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--queries", type=int, default=2000, help="test queries sampled for recall (fixed seed)")
+    ap.add_argument("--M", type=int, nargs="+", default=[16, 32])
+    ap.add_argument("--ef-construction", type=int, nargs="+", default=[100])
+    ap.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400, 800, 1600])
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--center", action="store_true", help="also index mean-centred item vectors (same exact ranking)")
+    args = ap.parse_args()
+
+    import torch
+
+    from sslkit.embed import embed_table, load_run
+    from sslkit.index import HnswIndex, ann_recall, exact_topk
+    from sslkit.profile import group_pairs
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    run = load_run(args.run)
+    store = run.store(log)
+    t0 = time.perf_counter()
+    items = embed_table(run, store.items, queries=False).astype(np.float32)
+    q_all, _, _ = group_pairs(np.asarray(store.splits["test"]))
+    rng = np.random.default_rng(0)
+    q = np.sort(rng.choice(q_all, size=min(args.queries, len(q_all)), replace=False))
+    table = store.items if store.item_to_item else store.queries
+    queries = embed_table(run, table.take(q), queries=True).astype(np.float32)
+    log(f"embedded {len(items):,} items and {len(q):,} test queries in {time.perf_counter() - t0:.1f} s")
+    self_rows = q.astype(np.int64) if store.item_to_item else None
+    ctrl = rng.choice(len(items), size=len(q), replace=False).astype(np.int64)  # items as queries: the control
+
+    def exact(qv: np.ndarray, ex: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        s, i = exact_topk(torch.from_numpy(qv), torch.from_numpy(items), args.k + 1,
+                          exclude_self=None if ex is None else torch.from_numpy(ex))
+        return s.numpy(), i.numpy()
+
+    t0 = time.perf_counter()
+    ex_scores, ex_idx = exact(queries, self_rows)
+    _, ctrl_idx = exact(items[ctrl], ctrl)
+    exact_qps = 2 * len(q) / (time.perf_counter() - t0)
+    result: dict = {"run": str(args.run), "items": len(items), "queries": len(q), "k": args.k,
+                    "item_to_item": bool(store.item_to_item), "threads": torch.get_num_threads(),
+                    "exact_queries_per_s": round(exact_qps, 1),
+                    "geometry": geometry(items, queries, ex_scores, rng), "graphs": []}
+    log(json.dumps(result["geometry"]))
+    variants = [("raw", items)] + ([("centered", items - items.mean(0, keepdims=True))] if args.center else [])
+    for name, vecs in variants:
+        for m in args.M:
+            for efc in args.ef_construction:
+                t0 = time.perf_counter()
+                index = HnswIndex.build(vecs, M=m, ef_construction=efc)
+                graph = {"vectors": name, "M": m, "ef_construction": efc,
+                         "build_s": round(time.perf_counter() - t0, 1), "search": []}
+                for ef in args.ef:
+                    t0 = time.perf_counter()
+                    _, got = index.query(queries, args.k, ef=ef, exclude_self=self_rows)
+                    dt = time.perf_counter() - t0
+                    _, got_ctrl = index.query(items[ctrl], args.k, ef=ef, exclude_self=ctrl)
+                    graph["search"].append({
+                        "ef": ef, "queries_per_s": round(len(q) / dt, 1),
+                        f"recall@{args.k}": round(ann_recall(got, ex_idx[:, : args.k]), 4),
+                        f"recall@{args.k}_items_as_queries": round(ann_recall(got_ctrl, ctrl_idx[:, : args.k]), 4),
+                        "recall@10": round(ann_recall(got[:, :10], ex_idx[:, :10]), 4)})
+                    log(f"{name} M={m} efc={efc} ef={ef}: {graph['search'][-1]}")
+                result["graphs"].append(graph)
+                del index
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
