@@ -15,8 +15,9 @@ Why does hnswlib find only ~0.88 of the exact top-50 at ef 400 on 1M learned vec
         [--ef 100 200 400 800 1600] [--k 50] [--center]
 
 RUN: a trained run (e.g. from `benchmarks/eval_e2e.py --work DIR`: DIR/run-...). `--center` also
-indexes item vectors minus their mean: a query's inner products all shift by the same q·mean, so
-the exact ranking is unchanged, while the cone the vectors sit in is opened up.
+indexes item vectors minus their mean (`HnswIndex.build(center=True)`, `eval.hnsw.center`): a
+query's inner products all shift by the same q·mean, so the exact ranking is unchanged, while the
+cone the vectors sit in is opened up. `--no-raw` skips the uncentred graphs.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400, 800, 1600])
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--center", action="store_true", help="also index mean-centred item vectors (same exact ranking)")
+    ap.add_argument("--no-raw", action="store_true", help="with --center: index only the centred vectors")
+    ap.add_argument("--xbox", action="store_true", help="also centred vectors lifted onto a sphere: v' = [v - m, "
+                    "sqrt(R^2 - |v - m|^2)], queries [q, 0] (the same inner products; Bachrach et al. 2014)")
     args = ap.parse_args()
 
     import torch
@@ -105,19 +109,28 @@ def main() -> None:
                     "exact_queries_per_s": round(exact_qps, 1),
                     "geometry": geometry(items, queries, ex_scores, rng), "graphs": []}
     log(json.dumps(result["geometry"]))
-    variants = [("raw", items)] + ([("centered", items - items.mean(0, keepdims=True))] if args.center else [])
-    for name, vecs in variants:
+    variants = ([] if args.no_raw and args.center else ["raw"]) + (["centered"] if args.center else []) \
+        + (["xbox"] if args.xbox else [])
+    c = items - items.mean(0, keepdims=True)
+    norms = np.linalg.norm(c, axis=1)
+    lifted = np.hstack([c, np.sqrt(np.maximum(norms.max() ** 2 - norms ** 2, 0))[:, None]]).astype(np.float32)
+    pad = lambda v: np.hstack([v, np.zeros((len(v), 1), np.float32)])  # noqa: E731
+    for name in variants:
         for m in args.M:
             for efc in args.ef_construction:
                 t0 = time.perf_counter()
-                index = HnswIndex.build(vecs, M=m, ef_construction=efc)
+                if name == "xbox":
+                    index = HnswIndex.build(lifted, M=m, ef_construction=efc)
+                else:
+                    index = HnswIndex.build(items, M=m, ef_construction=efc, center=name == "centered")
                 graph = {"vectors": name, "M": m, "ef_construction": efc,
                          "build_s": round(time.perf_counter() - t0, 1), "search": []}
                 for ef in args.ef:
                     t0 = time.perf_counter()
-                    _, got = index.query(queries, args.k, ef=ef, exclude_self=self_rows)
+                    lift = pad if name == "xbox" else (lambda v: v)
+                    _, got = index.query(lift(queries), args.k, ef=ef, exclude_self=self_rows)
                     dt = time.perf_counter() - t0
-                    _, got_ctrl = index.query(items[ctrl], args.k, ef=ef, exclude_self=ctrl)
+                    _, got_ctrl = index.query(lift(items[ctrl]), args.k, ef=ef, exclude_self=ctrl)
                     graph["search"].append({
                         "ef": ef, "queries_per_s": round(len(q) / dt, 1),
                         f"recall@{args.k}": round(ann_recall(got, ex_idx[:, : args.k]), 4),

@@ -280,7 +280,8 @@ def build_index(vectors: np.ndarray, path: str, cfg: Config) -> Any:
     from sslkit.index import HnswIndex
 
     h = cfg.eval.hnsw
-    index = HnswIndex.build(vectors.astype(np.float32), M=h.M, ef_construction=h.ef_construction, ef=h.ef)
+    index = HnswIndex.build(vectors.astype(np.float32), M=h.M, ef_construction=h.ef_construction, ef=h.ef,
+                           center=h.center)
     index.save(path)
     return index
 

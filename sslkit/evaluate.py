@@ -160,7 +160,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
         from sslkit.index import HnswIndex, ann_recall
 
         h = cfg.eval.hnsw
-        hn = HnswIndex.build(item_vecs, M=h.M, ef_construction=h.ef_construction, ef=h.ef)
+        hn = HnswIndex.build(item_vecs, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)
         extra["index_build_seconds"] = round(time.perf_counter() - t0, 2)
         top = retrieve(item_vecs, query_vecs, k, index="hnsw", exclude_self=exclude_self, exclude=seen,
                        batch_size=batch, hnsw=hn)

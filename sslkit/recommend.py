@@ -65,13 +65,14 @@ def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.nda
     """Catalog ids, vectors and the run's HNSW index (built and saved on first use)."""
     ids, vectors = item_vectors(run, log)
     path = run.dir / "index.hnsw"
+    h = run.cfg.eval.hnsw
     if run.state.get("digest") and derived_fresh(run, ["index.hnsw", "items.npy"]):
         index = HnswIndex.load(path)
-        if index.meta["count"] == len(ids):
+        if (index.meta["count"] == len(ids) and (index.meta["M"], index.meta["ef_construction"]) == (h.M, h.ef_construction)
+                and (index.center is not None) == h.center):  # built with today's settings
             return ids, vectors, index
-    h = run.cfg.eval.hnsw
     log(f"building HNSW index over {len(ids):,} items → {path}")
-    index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef)
+    index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)
     if run.allow_data_change:  # built over data the run was not trained on: not kept in the run
         return ids, vectors, index
     try:

@@ -186,6 +186,29 @@ def test_recommend_pipeline_keeps_good_lines(trained: Path, runner: CliRunner) -
     assert "line 2: unknown item id 'not-an-id'" in r.stderr and "line 3: not a JSON object" in r.stderr
 
 
+def test_recommend_serves_a_centered_index_with_raw_scores(trained: Path, runner: CliRunner) -> None:
+    """eval.hnsw.center (default): the cached graph holds item vectors minus their mean; the
+    answers are the exact top-k of the raw inner products, with those scores."""
+    import numpy as np
+
+    from sslkit.embed import embed_table, load_run
+
+    r = runner.invoke(app, ["-q", "recommend", str(trained / "none"), "--k", "5"], input="i000003\n")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    meta = json.loads((trained / "none" / "index.hnsw.json").read_text())
+    assert meta["version"] == 2 and len(meta["center"]) == meta["dim"]
+    run = load_run(trained / "none")
+    store = run.store()
+    row = list(store.items.ids).index("i000003")
+    scores = embed_table(run, store.items, queries=False) @ embed_table(run, store.items.take(np.array([row])),
+                                                                         queries=True)[0]
+    scores[row] = -np.inf  # the query item itself is never recommended
+    best = np.argsort(-scores, kind="stable")[:5]
+    assert out["items"] == [str(store.items.ids[i]) for i in best]
+    np.testing.assert_allclose(out["scores"], scores[best], atol=1e-5)
+
+
 def test_schema_json_is_current() -> None:
     from sslkit.config import json_schema
 

@@ -223,3 +223,41 @@ def test_ann_recall() -> None:
     exact = np.array([[3, 2, 9], [4, -1, -1], [-1, -1, -1]])
     assert ann_recall(approx, exact) == pytest.approx((2 / 3 + 1) / 2)  # row 2 has no valid exact
     assert ann_recall(exact, exact) == 1.0
+
+
+@pytest.fixture(scope="module")
+def two_tower_like() -> tuple[np.ndarray, np.ndarray]:
+    """A two-tower model's geometry: unit item vectors sharing a large common component (a narrow
+    cone), and queries pointing away from it; 20k items in 200 clusters, d = 32, 300 queries."""
+    rng = np.random.default_rng(1)
+    common = rng.standard_normal(32)
+    common /= np.linalg.norm(common)
+    centers = rng.standard_normal((200, 32))
+    x = 3.0 * common + centers[rng.integers(0, 200, 20000)] * 0.5 + 0.5 * rng.standard_normal((20000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    qv = -3.0 * common + centers[rng.integers(0, 200, 300)] * 0.5 + 0.5 * rng.standard_normal((300, 32))
+    return x, (qv / np.linalg.norm(qv, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_centered_hnsw_keeps_the_ranking_and_finds_more_of_it(tmp_path: Path,
+                                                               two_tower_like: tuple[np.ndarray, np.ndarray]) -> None:
+    x, qv = two_tower_like
+    exact_s, exact = (t.numpy() for t in exact_topk(torch.from_numpy(qv), torch.from_numpy(x), 50))
+    raw = HnswIndex.build(x, M=16, ef_construction=100, ef=100, num_threads=2)
+    centered = HnswIndex.build(x, M=16, ef_construction=100, ef=100, num_threads=2, center=True)
+    raw_recall = ann_recall(raw.query(qv, 50)[1], exact)
+    s, top = centered.query(qv, 50)
+    assert ann_recall(top, exact) >= 0.95 and ann_recall(top, exact) > raw_recall + 0.05
+    np.testing.assert_allclose(s, np.take_along_axis(qv @ x.T, top, axis=1), atol=1e-5)  # raw inner products
+    assert (np.diff(s, axis=1) <= 1e-6).all()
+    path = tmp_path / "c.hnsw"
+    centered.save(path)
+    meta = json.loads(Path(f"{path}.json").read_text())
+    assert meta["version"] == 2 and len(meta["center"]) == 32
+    np.testing.assert_allclose(meta["center"], x.mean(0, dtype=np.float64), atol=1e-6)
+    for a, b in zip(centered.query(qv, 50), HnswIndex.load(path).query(qv, 50)):
+        np.testing.assert_array_equal(a, b)
+    for bad in ({"center": meta["center"][:5]}, {"center": None}, {"version": 1}, {"center": ["x"] * 32}):
+        Path(f"{path}.json").write_text(json.dumps({**meta, **bad}))
+        with pytest.raises(CheckpointError, match="malformed index sidecar"):
+            HnswIndex.load(path)

@@ -73,7 +73,9 @@ def write_report(summaries: dict[str, Any], out: Path, quick: bool) -> Path:
     total_s = sum(v["seconds"] for v in summaries.values()) + report_s
     sel = t2["selection"]
     base_run = Path(ml.group(t2, "none")["runs"][0])
-    steps = json.loads((base_run / "config.json").read_text())["train"]["steps"]
+    base_cfg = json.loads((base_run / "config.json").read_text())
+    steps, split = base_cfg["train"]["steps"], base_cfg["split"]
+    train_pairs = len(store.splits["train"])
     pop = prof["popularity"]
     verdicts = ml.verdict_lines([c for c in [
         ("CFM vs baseline, full data (Table 2)", t2, "cfm", "vs_baseline"),
@@ -90,7 +92,7 @@ def write_report(summaries: dict[str, Any], out: Path, quick: bool) -> Path:
     for m in ("cfm", "so", "fd"):
         for s in ("tail", "cold"):
             c = (ml.group(t2, m).get("vs_baseline_slices_ci") or {}).get(s, {}).get("recall@50")
-            if c:
+            if c and ml.group(t2, m)["slices"][s].get("pairs", 0) >= ml.MIN_SLICE_PAIRS:
                 slice_verdicts.append(f"* {name_of(m)} vs baseline on the {s} slice: **{ml.verdict(c)}** "
                                       f"(Recall@50 {ml.ci_text(c)}).")
     notes = HERE / "discussion.md"
@@ -113,14 +115,15 @@ each measured when its cells were trained, while other jobs may have shared the 
 
 The MovieLens study's ([RESULTS.md](RESULTS.md#protocol)), with these sizes:
 
-* **Splits.** By time: the latest 10% of the log is test, the 10% of the training log before it is
-  validation (`split.method: time`, `split.validation_fraction 0.1`). Tuning and selection read
-  validation only; test is read once, for the tables.
+* **Splits.** By time: the latest {split['test_fraction']:.0%} of the log is test
+  ({len(store.splits['test']):,} pairs), the {split['validation_fraction']:.0%} of the training log before it
+  validation (`split.method: time`, `split.validation_fraction`); models train on the other
+  {train_pairs:,} pairs. Tuning and selection read validation only; test is read once, for the tables.
 * **Equal tuning budget.** Every tuned arm gets **{sel['budget']} tuning cells** (a seeded, balanced
   subset of its grid): the baseline over lr × τ × logQ, SSL arms over those plus α (down to 0.01), SSL
   τ and, where the method has one, dr. Tuning cells train with seed {sel['tune_seed']}.
 * **Fixed compute per run.** Every run takes {steps or 'the same number of'} steps of batch 1024
-  ({(steps or 0) * 1024 / 810_000:.2f} epochs of the full training pairs; Table 3's runs take the same
+  ({(steps or 0) * 1024 / train_pairs:.2f} epochs of the full training pairs; Table 3's runs take the same
   steps on 10% of them) — what 2 CPU cores afford for ~100 runs. The paper trains to convergence on
   far more data; longer runs may change the comparison.
 * **Selection, paired comparisons, verdicts.** Each arm's pick (best validation {sel['metric']}) is
