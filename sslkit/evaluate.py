@@ -162,6 +162,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
         h = cfg.eval.hnsw
         hn = HnswIndex.build(item_vecs, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)
         extra["index_build_seconds"] = round(time.perf_counter() - t0, 2)
+        extra["hnsw"] = h.model_dump()  # the graph the ANN numbers come from
         top = retrieve(item_vecs, query_vecs, k, index="hnsw", exclude_self=exclude_self, exclude=seen,
                        batch_size=batch, hnsw=hn)
         # ANN recall against exact top-K on a fixed sample of queries (exact search is the slow part)
