@@ -496,7 +496,7 @@ def below_toppop(validation: dict[str, float], cfg: Config, *, cold_share: float
         return None
     k, t = ks[-1], cfg.train
     tips = ([] if t.logq_correction else ["--set train.logq_correction=true"]) + [
-        f"another --lr (now {t.lr:g})", f"--set train.temperature=0.1..0.2 (now {t.temperature:g})", "more --epochs"]
+        f"another --lr (now {t.lr:g})", f"another --set train.temperature=0.05..0.2 (now {t.temperature:g})", "more --epochs"]
     return (f"validation Recall@{k} {validation[f'val_recall@{k}']:.4f} is below TopPopular's "
             f"{validation[f'val_toppop_recall@{k}']:.4f} on the same queries; most likely to help: " + ", ".join(tips)
             + ("" if cold_share < 0.5 else
