@@ -1,6 +1,6 @@
 """Reproduce the paper's study on MovieLens-100K under a protocol that cannot peek; write docs/RESULTS.md.
 
-    python examples/movielens/study.py                 # the whole study (~35-40 min on 2 CPU cores)
+    python examples/movielens/study.py                 # the whole study (133 min measured on a shared 2-core machine)
     python examples/movielens/study.py --quick         # smoke run into /tmp: budget 2, 2 seeds, 5 steps (~3 min)
     python examples/movielens/study.py --budget 8      # 8 tuning cells per arm instead of 6 (more time)
     python examples/movielens/study.py --specs table2  # some of the specs only (the report needs all)
@@ -16,9 +16,11 @@ often that interval calls a difference between baseline seeds. Verdicts say "hel
 only when the 95% interval excludes 0.
 
 Time (2 CPU cores, fp32): one 8-epoch run with [256, 64] towers takes ~15 s, with [1024, 128]
-towers ~4.5x that. The default study trains ~100 small runs (table2: 24 tuning + 26 seeds + 5
-null + 7 curve points; table5: 20; table3: 20) and 10 large ones (towers), ~147 small-run
-equivalents: ~35-40 minutes.
+towers ~4.5x that. The default study trains ~100 small item-to-item runs (table2: 24 tuning + 26
+seeds + 5 null + 7 curve points; table5: 20; table3: 20), 10 large ones (towers) and 44
+user-to-item runs (users): measured 133 min of wall time, most of it while other jobs shared the
+cores (table2 53 · table5 16 · table3 33 · towers 7 · users 25 min); ~60 min on idle cores is the
+estimate from the per-run times.
 """
 
 from __future__ import annotations
