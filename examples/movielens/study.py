@@ -73,7 +73,8 @@ NAMES = {"none": "Baseline", "fd": "FD", "so": "SO", "cfm": "CFM", "rfm": "RFM",
 
 
 NAMES |= {"cfm_popularity": "CFM, popularity SSL sampling", "none_no_logq": "Baseline without logQ",
-          "none_1024_128": "Baseline [1024, 128]", "cfm_1024_128": "CFM [1024, 128]"}
+          "none_1024_128": "Baseline [1024, 128]", "cfm_1024_128": "CFM [1024, 128]",
+          "cfm_at_none": "CFM at the baseline's pick"}
 
 
 def log(msg: str) -> None:
