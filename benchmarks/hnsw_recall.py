@@ -17,7 +17,8 @@ Why does hnswlib find only ~0.88 of the exact top-50 at ef 400 on 1M learned vec
 RUN: a trained run (e.g. from `benchmarks/eval_e2e.py --work DIR`: DIR/run-...). `--center` also
 indexes item vectors minus their mean (`HnswIndex.build(center=True)`, `eval.hnsw.center`): a
 query's inner products all shift by the same q·mean, so the exact ranking is unchanged, while the
-cone the vectors sit in is opened up. `--no-raw` skips the uncentred graphs.
+cone the vectors sit in is opened up. `--xbox` also lifts the centred vectors onto a sphere
+(one more coordinate; the same inner products). `--no-raw` skips the uncentred graphs.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> None:
     ap.add_argument("--ef", type=int, nargs="+", default=[100, 200, 400, 800, 1600])
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--center", action="store_true", help="also index mean-centred item vectors (same exact ranking)")
-    ap.add_argument("--no-raw", action="store_true", help="with --center: index only the centred vectors")
+    ap.add_argument("--no-raw", action="store_true", help="skip the uncentred graphs (with --center and/or --xbox)")
     ap.add_argument("--xbox", action="store_true", help="also centred vectors lifted onto a sphere: v' = [v - m, "
                     "sqrt(R^2 - |v - m|^2)], queries [q, 0] (the same inner products; Bachrach et al. 2014)")
     args = ap.parse_args()
@@ -109,7 +110,7 @@ def main() -> None:
                     "exact_queries_per_s": round(exact_qps, 1),
                     "geometry": geometry(items, queries, ex_scores, rng), "graphs": []}
     log(json.dumps(result["geometry"]))
-    variants = ([] if args.no_raw and args.center else ["raw"]) + (["centered"] if args.center else []) \
+    variants = ([] if args.no_raw and (args.center or args.xbox) else ["raw"]) + (["centered"] if args.center else []) \
         + (["xbox"] if args.xbox else [])
     c = items - items.mean(0, keepdims=True)
     norms = np.linalg.norm(c, axis=1)
