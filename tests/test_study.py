@@ -34,7 +34,15 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
         "seeds": [0, 1], "null_seeds": [2, 3], "baseline": "none",
         "curves": {"alpha": {"arms": ["cfm"], "values": [3.0]}}}))
     runs = tmp_path / "runs"
-    s = study.run_specs({"tiny": spec}, runs, progress=lambda kind, p: None)["tiny"]
+    saved: list[float] = []  # the spec's time on disk as each cell starts: a stopped study keeps its time
+
+    def progress(kind: str, p: dict) -> None:
+        if kind == "cell" and p["status"] != "done":
+            saved.append(json.loads((runs / "study_times.json").read_text())["tiny"])
+
+    s = study.run_specs({"tiny": spec}, runs, progress=progress)["tiny"]
+    assert len(saved) >= 10 and saved == sorted(saved) and saved[-1] <= s["seconds"]
+    assert json.loads((runs / "study_times.json").read_text())["tiny"] == s["seconds"]
 
     # equal budgets, stated; every tuning cell has its validation scores; the pick is the best of them
     arms = s["arms"]
@@ -79,6 +87,7 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
     # resumable: a rerun trains nothing and gives the same summary
     again = study.run_specs({"tiny": spec}, runs, progress=lambda kind, p: None)["tiny"]
     assert again["groups"] == s["groups"] and again["tuning"] == s["tuning"]
+    assert again["seconds"] == s["seconds"]  # the time the cells took, not the seconds spent skipping them
 
 
 @pytest.mark.parametrize("flag", ["--specs=bogus"])

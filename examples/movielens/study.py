@@ -96,11 +96,13 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
 
     The same path for the MovieLens study and for `tests/test_study.py`'s tiny one.
     """
-    from sslkit import console
+    from sslkit import console, io
     from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
 
     # Wall time per spec, kept beside the runs: a rerun that trains nothing reports the time the
-    # cells took when they were trained, not the seconds it took to skip them.
+    # cells took when they were trained, not the seconds it took to skip them. The running total is
+    # saved after every cell, so a process stopped midway keeps the time it spent, and the process
+    # that resumes the spec adds its own.
     times_path = runs / "study_times.json"
     seconds = json.loads(times_path.read_text()) if times_path.exists() else {}
     summaries = {}
@@ -108,16 +110,25 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
         sw = load_sweep(path, out=runs, overrides=QUICK["overrides"] if quick else [],
                         budget=QUICK["budget"] if quick else budget, seeds=QUICK["seeds"] if quick else None,
                         null_seeds=QUICK["null_seeds"] if quick else None)
-        todo = sum(cell_status(c) != "done" for c in sw.cells)
-        log(f"sweep {name}: {len(sw.cells)} tuning cells ({todo} to run), then each arm's pick with "
-            f"{len(sw.spec.seeds)} seeds")
+        statuses = [cell_status(c) for c in sw.cells]
+        log(f"sweep {name}: {len(sw.cells)} tuning cells ({sum(s != 'done' for s in statuses)} to run), then each "
+            f"arm's pick with {len(sw.spec.seeds)} seeds")
+        # a spec with finished cells is being resumed: its recorded time so far is kept and added to
+        base = seconds.get(name, 0.0) if "done" in statuses or "trained" in statuses or "partial" in statuses else 0.0
         t0 = time.perf_counter()
         display = progress or console.SweepDisplay()
-        status: dict[str, int] = {}
+        trained = [False]
+
+        def record() -> None:  # specs may run in parallel processes: keep the other entries on disk
+            seconds[name] = base + time.perf_counter() - t0
+            runs.mkdir(parents=True, exist_ok=True)
+            on_disk = json.loads(times_path.read_text()) if times_path.exists() else {}
+            io.atomic_write_bytes(times_path, json.dumps(on_disk | {name: seconds[name]}, indent=1).encode())
 
         def on_event(kind: str, p: dict[str, Any]) -> None:
-            if kind == "cell":
-                status[p["status"]] = status.get(p["status"], 0) + 1
+            if kind == "cell" and p["status"] != "done":  # work starts on this cell: save the time so far
+                trained[0] = True
+                record()
             display(kind, p)
 
         try:
@@ -127,13 +138,8 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
         if failed:
             sys.exit(f"Error: sweep {name}: {len(failed)} cells failed: {failed[0][1]}")
         elapsed = time.perf_counter() - t0
-        if sum(status.values()) > status.get("done", 0) or name not in seconds:  # something was trained
-            resumed = status.get("done", 0) > 0  # finished an interrupted spec: add to its earlier time
-            seconds[name] = (seconds.get(name, 0.0) if resumed else 0.0) + elapsed
-            runs.mkdir(parents=True, exist_ok=True)
-            # specs may run in parallel processes (`--specs table3` beside the rest): keep their entries
-            on_disk = json.loads(times_path.read_text()) if times_path.exists() else {}
-            times_path.write_text(json.dumps(on_disk | {name: seconds[name]}, indent=1))
+        if trained[0] or name not in seconds:  # something was trained (or nothing recorded yet)
+            record()
         summaries[name] = summarize_sweep(sw, results)
         summaries[name]["seconds"] = seconds[name]
         write_summary(sw, summaries[name])
