@@ -82,7 +82,6 @@ def main() -> None:
     from sslkit.index import HnswIndex, ann_recall, exact_topk
     from sslkit.profile import group_pairs
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     run = load_run(args.run)
     store = run.store(log)
     t0 = time.perf_counter()

@@ -71,44 +71,38 @@ def drop_excluded(scores: np.ndarray, top: np.ndarray, exclude: tuple[np.ndarray
     return scores[:, :k], top[:, :k]
 
 
-def slice_metrics(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
-                  ks: Sequence[int]) -> dict[str, dict[str, float]]:
-    """Metrics restricted to the test pairs of each slice (queries with ≥ 1 pair in it)."""
-    out = {}
-    for name, (sel, per_query) in _slice_queries(top, q, indptr, items, labels, ks).items():
-        if per_query is None:
-            out[name] = {"pairs": 0, "queries": 0}
-            continue
-        m = summarize({k: v[~np.isnan(v)] for k, v in per_query.items()})
-        out[name] = {"pairs": int(sel.sum()), "queries": int((~np.isnan(next(iter(per_query.values())))).sum()), **m}
-    return out
-
-
 def slice_per_query(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
                     ks: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
     """slice → metric → float [Q]: each query's Recall/MAP@K on its pairs of the slice, NaN for a query
-    with none — what a paired bootstrap over queries needs for a slice's interval (`sslkit.sweep.versus`)."""
-    return {name: pq for name, (_, pq) in _slice_queries(top, q, indptr, items, labels, ks).items() if pq is not None}
-
-
-def _slice_queries(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
-                   ks: Sequence[int]) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray] | None]]:
+    with none (a slice without pairs is absent) — what `slice_metrics` averages and what a paired
+    bootstrap over queries needs for a slice's interval (`sslkit.sweep.versus`)."""
     owner = np.repeat(np.arange(len(q)), np.diff(indptr))
-    out: dict[str, tuple[np.ndarray, dict[str, np.ndarray] | None]] = {}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for i, name in enumerate(SLICES):
         sel = labels == i
         if not sel.any():
-            out[name] = (sel, None)
             continue
         qs, counts = np.unique(owner[sel], return_counts=True)
         sub_indptr = np.concatenate([[0], np.cumsum(counts)])
-        got = compute_metrics(top[qs], sub_indptr, items[sel], ks)
-        full = {}
-        for k, v in got.items():
+        out[name] = {}
+        for k, v in compute_metrics(top[qs], sub_indptr, items[sel], ks).items():
             if k.split("@")[0] in ("recall", "map"):
-                full[k] = np.full(len(q), np.nan)
-                full[k][qs] = v
-        out[name] = (sel, full)
+                out[name][k] = np.full(len(q), np.nan)
+                out[name][k][qs] = v
+    return out
+
+
+def slice_metrics(per_query: dict[str, dict[str, np.ndarray]], labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics restricted to the test pairs of each slice (queries with ≥ 1 pair in it), from
+    `slice_per_query`; `labels` gives each pair's slice."""
+    out = {}
+    for i, name in enumerate(SLICES):
+        if name not in per_query:
+            out[name] = {"pairs": 0, "queries": 0}
+            continue
+        has = ~np.isnan(next(iter(per_query[name].values())))
+        out[name] = {"pairs": int((labels == i).sum()), "queries": int(has.sum()),
+                     **summarize({k: v[has] for k, v in per_query[name].items()})}
     return out
 
 
@@ -180,9 +174,10 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     pop = summarize(compute_metrics(toppop_topk(train_counts, q, k, store.item_to_item, exclude=seen), indptr, rel, ks))
     extra["toppop"] = {m: v for m, v in pop.items() if m.split("@")[0] in ("recall", "map")}
     metrics = {m: v for m, v in summarize(per_query).items()}
+    by_slice = slice_per_query(top, q, indptr, rel, labels, ks)
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
-                     slices=slice_metrics(top, q, indptr, rel, labels, ks), per_query=per_query, queries=q, extra=extra,
-                     slice_per_query=slice_per_query(top, q, indptr, rel, labels, ks))
+                     slices=slice_metrics(by_slice, labels), per_query=per_query, queries=q, extra=extra,
+                     slice_per_query=by_slice)
     try:
         io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
     except OSError as e:  # a read-only run directory: the result still goes to stdout

@@ -595,10 +595,15 @@ def study_main(doc: str, *, specs: tuple[str, ...], sweeps: Path, runs: str, rep
     if args.quick:
         args.runs = args.runs or Path(f"/tmp/{quick_dir}/runs")
         args.docs = args.docs or Path(f"/tmp/{quick_dir}/docs")
+    from sslkit.errors import SslkitError
+
     t0 = time.perf_counter()
     ensure()
-    summaries = run_specs({n: sweeps / f"{n}.yaml" for n in names}, args.runs or ROOT / runs, quick=args.quick,
-                          budget=args.budget)
+    try:
+        summaries = run_specs({n: sweeps / f"{n}.yaml" for n in names}, args.runs or ROOT / runs, quick=args.quick,
+                              budget=args.budget)
+    except SslkitError as e:  # a bad spec or --budget, damaged data: one line, as the sslkit commands say it
+        sys.exit(f"Error: {e.line()}")
     if "table2" not in names:
         log(f"ran {', '.join(names)} in {(time.perf_counter() - t0) / 60:.1f} min; the report needs table2")
         return
