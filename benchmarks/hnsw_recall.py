@@ -78,9 +78,9 @@ def main() -> None:
 
     import torch
 
-    from sslkit.embed import embed_table, load_run
-    from sslkit.index import HnswIndex, ann_recall, exact_topk
-    from sslkit.profile import group_pairs
+    from sslkit.retrieval.embed import embed_table, load_run
+    from sslkit.retrieval.index import HnswIndex, ann_recall, exact_topk
+    from sslkit.data.profile import group_pairs
 
     run = load_run(args.run)
     store = run.store(log)

@@ -3,7 +3,7 @@
 Builds k single-valued categorical item features over a synthetic catalog (default k = 8 over
 1M rows) with cardinalities from an id (one value per row) down to 2, several of them correlated
 (a hierarchy id → fine → sub → group → bucket → cat, a noisy flag of sub), times
-`sslkit.mi.mutual_information` (median over repeats) and, in the same run, scikit-learn on all
+`sslkit.data.mi.mutual_information` (median over repeats) and, in the same run, scikit-learn on all
 k·(k-1)/2 pairs (once), checks they agree to 1e-9, and prints ONE JSON object to stdout. Logs go
 to stderr. Target: >= 10x faster than scikit-learn.
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from sslkit.mi import mutual_information  # noqa: E402
+from sslkit.data.mi import mutual_information  # noqa: E402
 
 TARGET_SPEEDUP = 10
 TOLERANCE = 1e-9

@@ -4,7 +4,7 @@ Generates the synthetic Wikipedia-shaped dataset (item_id, category, tags, title
 as Parquet shards of `--shard` pairs (so the generator never holds them all), then for each size
 in `--pairs` builds the store from the first shards in a fresh child process and times:
 
-* `build`: `sslkit.store.build` from the files (what a first `sslkit train` or `profile` pays);
+* `build`: `sslkit.data.store.build` from the files (what a first `sslkit train` or `profile` pays);
 * `save`: writing that store into the cache (streamed split files are hard-linked);
 * `load`: memory-mapping the cached store again, checksums verified (what every later command pays);
 
@@ -61,7 +61,7 @@ def generate(work: Path, items: int, pairs: int, shard: int) -> None:
 
 def child(schema: str, in_memory: bool) -> None:
     """One measurement in this (fresh) process: build, save, load; JSON on stdout."""
-    from sslkit import pairstream, store
+    from sslkit.data import pairstream, store
     from sslkit.config import load_config
 
     if in_memory:

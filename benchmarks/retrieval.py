@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sslkit.index import HnswIndex, ann_recall, exact_topk  # noqa: E402
+from sslkit.retrieval.index import HnswIndex, ann_recall, exact_topk  # noqa: E402
 
 EVAL_QUERIES = 100_000
 

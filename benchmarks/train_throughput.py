@@ -21,7 +21,7 @@ of the matmul-bound limit each shape reaches (model FLOPs per example counted an
     python benchmarks/train_throughput.py --shape aai --device cuda --steps 100 --repeats 3
     python benchmarks/train_throughput.py --shape aai --device cuda --steps 100 --repeats 3 --nproc $(nvidia-smi -L | wc -l)
 
-`--nproc N` reruns this script under torchrun on N local processes (`sslkit.distributed`: gloo on CPU,
+`--nproc N` reruns this script under torchrun on N local processes (`sslkit.training.distributed`: gloo on CPU,
 nccl on GPUs; `--threads` is divided between them); the global batch is the shape's batch, split over
 the ranks, and examples/s counts global examples. `--sparse-reduce` picks how the ranks sum sparse
 embedding-table gradients (default: all_reduce on gloo, all_gather on nccl; `dense` densifies them
@@ -53,9 +53,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from synthetic import generator  # noqa: E402
-from sslkit import distributed, runtime  # noqa: E402
+from sslkit import runtime  # noqa: E402
+from sslkit.training import distributed
 from sslkit.config import load_config  # noqa: E402
-from sslkit.train import build_setup, num_views, train_step, training_mi  # noqa: E402
+from sslkit.training.train import build_setup, num_views, train_step, training_mi  # noqa: E402
 
 ML_SCHEMA = """
 name: ml100k-shape
@@ -132,7 +133,7 @@ def timed(setup, steps: int) -> tuple[float, float, float, float]:
     world.reduce_gradients = reduce_gradients  # this instance only, for the timed steps
     gen = torch.Generator().manual_seed(0)
     b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
-    perm = torch.randperm(len(setup.train_pairs), generator=gen)  # on the CPU, as in sslkit.train (the pairs are there)
+    perm = torch.randperm(len(setup.train_pairs), generator=gen)  # on the CPU, as in sslkit.training.train (the pairs are there)
     sync(setup)
     faults, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
     for i in range(steps):

@@ -4,9 +4,9 @@ The package root imports nothing heavy (no torch, no hnswlib, no polars) so that
 `sslkit --help` stays instant; the library functions live in their modules:
 
 * `sslkit.config.load_config`  — YAML schema → validated `Config`
-* `sslkit.store.load_store`    — Polars preprocessing → cached, memory-mapped `FeatureStore`
-* `sslkit.profile.profile`     — dataset statistics
-* `sslkit.mi.mutual_information` — pairwise MI between item features (drives CFM)
+* `sslkit.data.store.load_store`    — Polars preprocessing → cached, memory-mapped `FeatureStore`
+* `sslkit.data.profile.profile`     — dataset statistics
+* `sslkit.data.mi.mutual_information` — pairwise MI between item features (drives CFM)
 """
 
 __version__ = "0.1.0"

@@ -62,7 +62,7 @@ def handle_errors(fn: F) -> F:
             _stdout_closed()
             raise typer.Exit(0)  # downstream closed the pipe (`| head`): not an error
         except OSError as e:
-            from sslkit.io import os_error
+            from sslkit.data.io import os_error
 
             err = os_error(e)
             _fail(err.line(), err.exit_code)
@@ -134,13 +134,13 @@ def _config(schema: Path, overrides: Optional[list[str]], flags: Optional[dict[s
 
 
 def _store(cfg: Any) -> Any:
-    from sslkit.store import load_or_build
+    from sslkit.data.store import load_or_build
 
     return load_or_build(cfg, log=console.log)
 
 
 def _print_json(obj: Any) -> None:
-    from sslkit.io import dumps
+    from sslkit.data.io import dumps
 
     sys.stdout.write(dumps(obj) + "\n")
     sys.stdout.flush()
@@ -155,7 +155,7 @@ def profile(
     set_: SetOpt = None,
 ) -> None:
     """Sizes, per-feature statistics, popularity (Gini, TopPopular recall) and head/tail/cold counts."""
-    from sslkit.profile import plot_popularity, profile as run_profile
+    from sslkit.data.profile import plot_popularity, profile as run_profile
 
     cfg = _config(schema, set_)
     store = _store(cfg)
@@ -180,7 +180,7 @@ def init(
     queries: Annotated[Optional[str], typer.Option("--queries", help="Queries (e.g. users) file.")] = None,
 ) -> None:
     """Infer a starting schema from the data and print it as commented YAML."""
-    from sslkit.infer import infer_schema
+    from sslkit.data.infer import infer_schema
 
     sys.stdout.write(infer_schema(data, items=items, queries=queries))
 
@@ -197,19 +197,19 @@ def mi(
     set_: SetOpt = None,
 ) -> None:
     """Mutual information between item features over the catalog, and the CFM masking sets."""
-    from sslkit.mi import catalog_mi
+    from sslkit.data.mi import catalog_mi
 
     cfg = _config(schema, set_)
     store = _store(cfg)
     use_nmi = normalized if normalized is not None else cfg.ssl.mi == "nmi"
     result, obj = catalog_mi(store, mask_size=mask_size or cfg.ssl.mask_size, normalized=use_nmi)
     if out:
-        from sslkit.io import write_json
+        from sslkit.data.io import write_json
 
         write_json(out, obj)
         console.log(f"wrote {out}")
     if plot:
-        from sslkit.mi import plot_heatmap
+        from sslkit.data.mi import plot_heatmap
 
         plot_heatmap(result, str(plot), normalized=use_nmi)
         console.log(f"wrote {plot}")
@@ -250,8 +250,8 @@ def train(
     set_: SetOpt = None,
 ) -> None:
     """Train a two-tower model with the chosen augmentation; Ctrl-C saves a checkpoint (exit 130)."""
-    from sslkit import distributed
-    from sslkit.train import Interrupted, run_training
+    from sslkit.training import distributed
+    from sslkit.training.train import Interrupted, run_training
 
     if nproc and nproc > 1 and not distributed.launched():
         raise typer.Exit(distributed.launch(nproc, sys.argv[1:]))
@@ -304,7 +304,7 @@ def eval_(
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@K / MAP@K over the whole catalog, head/tail/cold slices, TopPopular, comparisons."""
-    from sslkit.evaluate import check_same_options, compare, evaluate_run
+    from sslkit.evaluation.evaluate import check_same_options, compare, evaluate_run
 
     ks = _parse_ks(k)
     if index not in (None, "exact", "hnsw"):
@@ -360,7 +360,7 @@ def embed(
     allow_data_change: AllowDataOpt = False,
 ) -> None:
     """Item (or query) embeddings with their ids; new rows are encoded with the run's vocabularies."""
-    from sslkit.embed import FORMATS, build_index, embed as run_embed, load_run, write_vectors
+    from sslkit.retrieval.embed import FORMATS, build_index, embed as run_embed, load_run, write_vectors
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
@@ -390,7 +390,7 @@ def recommend(
     allow_data_change: AllowDataOpt = False,
 ) -> None:
     """Top-K items per query from the run's HNSW index, one NDJSON line per query (stdin → stdout)."""
-    from sslkit.recommend import recommend_lines
+    from sslkit.retrieval.recommend import recommend_lines
 
     problems: list[str] = []
     try:
@@ -415,12 +415,12 @@ def sweep(
     set_: SetOpt = None,
 ) -> None:
     """Train and score every cell (resumable), or tune each arm on validation and test its pick; compare with the baseline."""
-    from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
-    from sslkit.train import Interrupted
+    from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
+    from sslkit.training.train import Interrupted
 
     sw = load_sweep(spec, overrides=set_ or [], out=out)
     if dry_run:
-        from sslkit.tuning import planned_cells  # a study: its picks' cells too, once they are known
+        from sslkit.study.tuning import planned_cells  # a study: its picks' cells too, once they are known
 
         rows = [(c.label, cell_status(c), str(c.dir)) for c in (planned_cells(sw) if sw.tuned else sw.cells)]
         if json_out:

@@ -49,7 +49,7 @@ class LockedError(SslkitError):
 
 
 class DataChangedError(CheckpointError):
-    """The data behind a run is not the data it was trained on (see `sslkit.store.fingerprint`)."""
+    """The data behind a run is not the data it was trained on (see `sslkit.data.store.fingerprint`)."""
 
 
 class ResourceError(SslkitError):

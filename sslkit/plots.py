@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from sslkit.errors import SslkitError
-from sslkit.io import atomic_write_bytes
+from sslkit.data.io import atomic_write_bytes
 
 
 def figure(**kwargs: Any) -> tuple[Any, Any]:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from sslkit import distributed
+from sslkit.training import distributed
 from sslkit.config import load_config
 from sslkit.errors import SslkitError
-from sslkit.train import build_setup, step_loss, train_step, training_mi
+from sslkit.training.train import build_setup, step_loss, train_step, training_mi
 
 SETS = ["ssl.aug=cfm", "train.batch_size=64", "ssl.batch_size=32", "train.device=cpu", "model.hidden=[32,16]",
         "model.embedding_dim=8", "train.logq_correction=true"]

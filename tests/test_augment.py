@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslkit.augment import (AUGMENTATIONS, SSL_AUGMENTATIONS, View, augment_views, cfm_mask_table, cfm_masks,
+from sslkit.model.augment import (AUGMENTATIONS, SSL_AUGMENTATIONS, View, augment_views, cfm_mask_table, cfm_masks,
                             feature_dropout_mask, independent_random_masks, random_complementary_masks, uses_dropout,
                             uses_masking, uses_ssl, value_dropout)
 
@@ -464,7 +464,7 @@ def as_fused(feats: list[torch.Tensor], mask: torch.Tensor | None, defaults: lis
 @pytest.mark.parametrize("lengths", [FUSED_LENGTHS, (1, 1, 1, 1)])
 @pytest.mark.parametrize("aug", SSL_AUGMENTATIONS)
 def test_fused_views_equal_augment_views(aug: str, lengths: tuple[int, ...]) -> None:
-    from sslkit.augment import FusedColumns, fused_views
+    from sslkit.model.augment import FusedColumns, fused_views
 
     feats, defaults = fused_batch(48, lengths, seed=3)
     columns = FusedColumns.build(lengths, defaults)
@@ -479,7 +479,7 @@ def test_fused_views_equal_augment_views(aug: str, lengths: tuple[int, ...]) -> 
 
 
 def test_fused_views_drop_all_values_gives_default() -> None:
-    from sslkit.augment import FusedColumns, fused_views, with_defaults
+    from sslkit.model.augment import FusedColumns, fused_views, with_defaults
 
     feats, defaults = fused_batch(16, FUSED_LENGTHS, seed=5)
     columns = FusedColumns.build(FUSED_LENGTHS, defaults)
@@ -505,7 +505,7 @@ def test_cfm_seed_per_example_gathers_one_table_row_per_row() -> None:
 
 
 def test_fused_views_cfm_seed_per_example_equals_augment_views() -> None:
-    from sslkit.augment import FusedColumns, fused_views
+    from sslkit.model.augment import FusedColumns, fused_views
 
     feats, defaults = fused_batch(48, FUSED_LENGTHS, seed=3)
     columns = FusedColumns.build(FUSED_LENGTHS, defaults)

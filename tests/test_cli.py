@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sslkit.augment import AUGMENTATIONS
+from sslkit.model.augment import AUGMENTATIONS
 from sslkit.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_recommend_serves_a_centered_index_with_raw_scores(trained: Path, runner
     answers are the exact top-k of the raw inner products, with those scores."""
     import numpy as np
 
-    from sslkit.embed import embed_table, load_run
+    from sslkit.retrieval.embed import embed_table, load_run
 
     r = runner.invoke(app, ["-q", "recommend", str(trained / "none"), "--k", "5"], input="i000003\n")
     assert r.exit_code == 0, r.stderr

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sslkit import augment, losses
-from sslkit.index import exact_topk
-from sslkit.metrics import compute_metrics
-from sslkit.mi import mask_sets, mutual_information
+from sslkit.model import augment, losses
+from sslkit.retrieval.index import exact_topk
+from sslkit.evaluation.metrics import compute_metrics
+from sslkit.data.mi import mask_sets, mutual_information
 
 
 def unit(b: int, d: int, seed: int) -> torch.Tensor:
@@ -144,7 +144,7 @@ def test_masks_partition_and_dropout_rate() -> None:
 
 
 def test_csr_take_and_seen_positives() -> None:
-    from sslkit.profile import csr_take, seen_items as _seen
+    from sslkit.data.profile import csr_take, seen_items as _seen
 
     indptr, items = np.array([0, 2, 2, 5]), np.array([7, 8, 1, 2, 3])
     ptr, got = csr_take(indptr, items, np.array([2, 1, 0]))
@@ -155,7 +155,7 @@ def test_csr_take_and_seen_positives() -> None:
 
 
 def test_rows_of_finds_ids_and_marks_unknown() -> None:
-    from sslkit.recommend import rows_of
+    from sslkit.retrieval.recommend import rows_of
 
     ids = np.array(["b", "a", "c"])
     assert rows_of(ids, ["c", "zz", "b", "a"]).tolist() == [2, -1, 0, 1]
@@ -166,9 +166,9 @@ def test_rows_of_finds_ids_and_marks_unknown() -> None:
 
 def entity(lengths: tuple[int, ...], rows: int, seed: int):
     """An EntityTable with padding and missing rows, and its fused layout."""
-    from sslkit.model import Layout
-    from sslkit.schema import FeatureSpec
-    from sslkit.store import EntityTable
+    from sslkit.model.towers import Layout
+    from sslkit.data.schema import FeatureSpec
+    from sslkit.data.store import EntityTable
 
     g = np.random.default_rng(seed)
     specs, feats = {}, {}
@@ -201,7 +201,7 @@ def naive_embedding(emb, table, mask: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("lengths", [(1, 3, 1, 4), (1, 1, 1)])
 @pytest.mark.parametrize("sparse", [True, False])
 def test_feature_embedding_matches_naive_means_and_defaults(lengths: tuple[int, ...], sparse: bool) -> None:
-    from sslkit.model import FeatureEmbedding, fuse
+    from sslkit.model.towers import FeatureEmbedding, fuse
 
     table, layout = entity(lengths, rows=40, seed=0)
     torch.manual_seed(0)
@@ -218,7 +218,7 @@ def test_feature_embedding_matches_naive_means_and_defaults(lengths: tuple[int, 
 
 
 def test_state_dict_keeps_values_and_defaults_apart() -> None:
-    from sslkit.model import TwoTower, fuse
+    from sslkit.model.towers import TwoTower, fuse
 
     table, layout = entity((1, 3, 2), rows=20, seed=2)
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ def test_state_dict_keeps_values_and_defaults_apart() -> None:
 
 
 def test_sparse_adagrad_equals_torch_adagrad() -> None:
-    from sslkit.optim import SparseAdagrad
+    from sslkit.model.optim import SparseAdagrad
 
     g = torch.Generator().manual_seed(0)
     start = torch.randn(30, 4, generator=g)
@@ -255,7 +255,7 @@ def test_sparse_adagrad_equals_torch_adagrad() -> None:
 
 
 def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
-    from sslkit.model import l2_normalize
+    from sslkit.model.towers import l2_normalize
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(7, 5, generator=g, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Data-parallel training (sslkit.distributed): 2 gloo processes on CPU equal one process."""
+"""Data-parallel training (sslkit.training.distributed): 2 gloo processes on CPU equal one process."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_sigterm_on_two_ranks_saves_one_checkpoint_and_resumes_on_one(data: Path
 
     from typer.testing import CliRunner
 
-    from sslkit.checkpoint import read_checkpoint
+    from sslkit.training.checkpoint import read_checkpoint
     from sslkit.cli import app
 
     sets = ["--set", "train.log_every=1", "--set", "model.hidden=[32,16]", "--set", "model.embedding_dim=8"]

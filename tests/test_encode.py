@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sslkit.config import Feature
-from sslkit.encode import (OOV, PAD, Vocab, bucket_labels, encode_numeric, encode_tokens, fit_numeric, fit_vocab,
+from sslkit.data.encode import (OOV, PAD, Vocab, bucket_labels, encode_numeric, encode_tokens, fit_numeric, fit_vocab,
                            stable_hash, tokens)
 
 

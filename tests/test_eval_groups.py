@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sslkit.cli import app
-from sslkit.evaluate import group_label
+from sslkit.evaluation.evaluate import group_label
 
 
 def ok(runner: CliRunner, *args: object) -> str:

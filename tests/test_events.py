@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sslkit import store
+from sslkit.data import store
 from sslkit.cli import app
 from sslkit.config import json_schema, validate
 from sslkit.errors import ConfigError, DataError, SchemaError

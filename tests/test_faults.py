@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sslkit import io
+from sslkit.data import io
 from sslkit.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def ds(trained: Path, tmp_path: Path) -> Path:
     """A private copy of `trained`; its run now reads the copy's data and cache (tests may break them)."""
     import torch
 
-    from sslkit.checkpoint import state_digest
+    from sslkit.training.checkpoint import state_digest
 
     dst = tmp_path / "ds"
     shutil.copytree(trained, dst, ignore=shutil.ignore_patterns(".sslkit-cache"))  # keyed by path: rebuilt here
@@ -180,7 +180,7 @@ def test_csv_row_with_too_many_fields_names_the_line(data: Path) -> None:
 
 
 def test_quoted_separators_are_not_fields() -> None:
-    from sslkit.io import check_field_counts
+    from sslkit.data.io import check_field_counts
     import io as _io
 
     check_field_counts(_io.BytesIO(b'a,b,c\n"x,\ny",2,3\n\n4,5,6\n'), ",")  # no error: quotes hold the comma and newline
@@ -330,7 +330,7 @@ CACHE_DAMAGE = {
 @pytest.mark.parametrize("name", list(CACHE_DAMAGE))
 def test_damaged_cache_is_reported_and_rebuilt(name: str, data: Path) -> None:
     from sslkit.config import load_config
-    from sslkit.store import fingerprint, load_or_build
+    from sslkit.data.store import fingerprint, load_or_build
 
     cfg = load_config(data / "schema.yaml")
     want = fingerprint(load_or_build(cfg))
@@ -409,7 +409,7 @@ def test_second_writer_is_refused(ds: Path) -> None:
 
 
 def test_lock_of_a_killed_writer_is_released(tmp_path: Path) -> None:
-    code = "import sys, time; from sslkit import io\nwith io.dir_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)"
+    code = "import sys, time; from sslkit.data import io\nwith io.dir_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)"
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "locked"
     with pytest.raises(Exception, match="another sslkit process"):
@@ -428,7 +428,7 @@ def test_failed_first_train_leaves_no_directory(data: Path) -> None:
 
 
 def test_concurrent_builds_of_one_cache_entry_all_succeed(data: Path) -> None:
-    code = ("import sys; from sslkit.config import load_config; from sslkit.store import load_or_build\n"
+    code = ("import sys; from sslkit.config import load_config; from sslkit.data.store import load_or_build\n"
             "s = load_or_build(load_config(sys.argv[1])); print(s.key, len(s.splits['test']))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(data / "schema.yaml")], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(4)]
@@ -441,7 +441,7 @@ def test_concurrent_builds_of_one_cache_entry_all_succeed(data: Path) -> None:
 
 def test_replacing_an_existing_entry_is_atomic(data: Path) -> None:
     from sslkit.config import load_config
-    from sslkit.store import load, load_or_build, save
+    from sslkit.data.store import load, load_or_build, save
 
     store = load_or_build(load_config(data / "schema.yaml"))
     assert store.path is not None
@@ -483,7 +483,7 @@ def enospc(*args: Any, **kwargs: Any) -> None:
 
 
 def test_disk_full_while_training(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sslkit import checkpoint
+    from sslkit.training import checkpoint
 
     monkeypatch.setattr(checkpoint.io, "atomic_write_bytes", enospc)
     fails(1, "/full/disk/file: no space left on the device — free disk space", "train", data / "schema.yaml",
@@ -491,17 +491,17 @@ def test_disk_full_while_training(data: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_disk_full_while_building_the_cache(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.store
+    import sslkit.data.store
 
-    monkeypatch.setattr(sslkit.store.np, "save", enospc)
+    monkeypatch.setattr(sslkit.data.store.np, "save", enospc)
     fails(1, "no space left on the device", "profile", data / "schema.yaml")
     assert cache_entries(data) == []  # no half-written entry
 
 
 def test_disk_full_while_writing_embed_out(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.embed
+    import sslkit.retrieval.embed
 
-    monkeypatch.setattr(sslkit.embed.io, "atomic_write_bytes", enospc)
+    monkeypatch.setattr(sslkit.retrieval.embed.io, "atomic_write_bytes", enospc)
     fails(1, "no space left on the device", "embed", ds / "run", "--out", ds / "v.parquet", "--format", "parquet")
     assert not (ds / "v.parquet").exists()
 
@@ -533,29 +533,29 @@ def erofs(*args: Any, **kwargs: Any) -> None:
 
 
 def test_eval_in_a_read_only_run_dir_still_answers(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.evaluate
+    import sslkit.evaluation.evaluate
 
     assert invoke("profile", ds / "schema.yaml")[0] == 0  # the cache exists; the run directory is what is read-only
-    monkeypatch.setattr(sslkit.evaluate.io, "write_json", erofs)
+    monkeypatch.setattr(sslkit.evaluation.evaluate.io, "write_json", erofs)
     code, out, err = invoke("eval", ds / "run", "--json")
     assert code == 0, err and json.loads(out)["runs"][0]["metrics"]
 
 
 def test_recommend_in_a_read_only_run_dir_still_answers(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.embed
+    import sslkit.retrieval.embed
 
     assert invoke("profile", ds / "schema.yaml")[0] == 0
-    monkeypatch.setattr(sslkit.embed.io, "atomic_write_bytes", erofs)
-    monkeypatch.setattr(sslkit.embed.io, "write_json", erofs)
+    monkeypatch.setattr(sslkit.retrieval.embed.io, "atomic_write_bytes", erofs)
+    monkeypatch.setattr(sslkit.retrieval.embed.io, "write_json", erofs)
     code, out, err = invoke("recommend", ds / "run", "--k", "3", stdin="i000001\n")
     assert code == 0, err
     assert len(json.loads(out)["items"]) == 3
 
 
 def test_read_only_run_dir_on_train(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.train
+    import sslkit.training.train
 
-    monkeypatch.setattr(sslkit.train.io, "write_json", erofs)
+    monkeypatch.setattr(sslkit.training.train.io, "write_json", erofs)
     fails(1, "/ro/run/file: read-only file system — make it writable, or write elsewhere", "train",
           data / "schema.yaml", *TRAIN, "--out", data / "r")
 
@@ -567,22 +567,22 @@ def test_huge_hidden_layer_is_refused_before_allocating(data: Path) -> None:
 
 
 def test_out_of_memory_is_one_line(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.profile
+    import sslkit.data.profile
 
     def oom(*a: Any, **k: Any) -> None:
         raise MemoryError()
 
-    monkeypatch.setattr(sslkit.profile, "profile", oom)
+    monkeypatch.setattr(sslkit.data.profile, "profile", oom)
     fails(1, "out of memory — use smaller settings", "profile", data / "schema.yaml")
 
 
 def test_unexpected_exception_is_one_line_naming_a_bug(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.profile
+    import sslkit.data.profile
 
     def bug(*a: Any, **k: Any) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(sslkit.profile, "profile", bug)
+    monkeypatch.setattr(sslkit.data.profile, "profile", bug)
     fails(1, "internal error (ZeroDivisionError: division by zero) — this is a bug in sslkit", "profile", data / "schema.yaml")
 
 
@@ -633,37 +633,37 @@ def test_long_id_is_capped_and_echo_clipped(ds: Path) -> None:
 
 
 def test_broken_pipe_keeps_the_failure_status(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.recommend
+    import sslkit.retrieval.recommend
 
     def fake(run: Any, source: str, k: int, *, write: Any, warn: Any, **kw: Any) -> int:
         warn("line 1: unknown item id 'nope'")
         raise BrokenPipeError()
 
-    monkeypatch.setattr(sslkit.recommend, "recommend_lines", fake)
+    monkeypatch.setattr(sslkit.retrieval.recommend, "recommend_lines", fake)
     code, _, _ = invoke("recommend", ds / "run")
     assert code == 1
 
 
 def test_broken_pipe_without_failures_is_success(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.recommend
+    import sslkit.retrieval.recommend
 
     def fake(run: Any, source: str, k: int, *, write: Any, warn: Any, **kw: Any) -> int:
         raise BrokenPipeError()
 
-    monkeypatch.setattr(sslkit.recommend, "recommend_lines", fake)
+    monkeypatch.setattr(sslkit.retrieval.recommend, "recommend_lines", fake)
     assert invoke("recommend", ds / "run")[0] == 0
 
 
 def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.recommend
+    import sslkit.retrieval.recommend
 
-    real = sslkit.recommend.load_index
+    real = sslkit.retrieval.recommend.load_index
 
     def one_item(run: Any, log: Any) -> Any:
         ids, vectors, index = real(run, log)
         return ids[:1], vectors[:1], index
 
-    monkeypatch.setattr(sslkit.recommend, "load_index", one_item)
+    monkeypatch.setattr(sslkit.retrieval.recommend, "load_index", one_item)
     fails(1, "the catalog has 1 item(s), so there is nothing to recommend", "recommend", ds / "run", stdin="i000000\n")
 
 
@@ -672,14 +672,14 @@ def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest
 
 def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> None:
     from sslkit.errors import CheckpointError
-    from sslkit.sweep import Cell, _save_per_query, eval_settings, load_result
+    from sslkit.study.sweep import Cell, _save_per_query, eval_settings, load_result
     from sslkit.config import load_config
 
     cell = Cell(values={}, cfg=load_config(ds / "schema.yaml"), dir=ds / "run")
     split = getattr(cell, "split", "test")
     code, out, err = invoke("eval", ds / "run", "--json", *(["--split", split] if split != "test" else []))
     assert code == 0, err
-    from sslkit.sweep import PER_QUERY_FILES
+    from sslkit.study.sweep import PER_QUERY_FILES
 
     q = np.arange(3)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, eval_settings(cell))
@@ -694,7 +694,7 @@ def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> No
 
 
 def test_nan_loss_before_any_checkpoint_does_not_claim_one(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sslkit.losses as losses
+    import sslkit.model.losses as losses
 
     monkeypatch.setattr(losses, "spread_out_loss", lambda v, temperature, **kw: (v * float("nan")).sum())
     fails(1, "loss became nan at step 1; no checkpoint was written yet — lower --lr", "train", data / "schema.yaml",

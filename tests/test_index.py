@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import sslkit.index
+import sslkit.retrieval.index
 from sslkit.errors import CheckpointError
-from sslkit.index import HnswIndex, ann_recall, exact_topk
+from sslkit.retrieval.index import HnswIndex, ann_recall, exact_topk
 
 BLOCKS = [(1, 1), (3, 5), (7, 64), (16, 4), (1000, 10_000)]  # incl. item blocks smaller than k
 
@@ -74,8 +74,8 @@ def test_identical_results_for_any_blocks_on_float_data() -> None:
 def test_many_duplicates_straddling_the_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     # 300 copies of the same vector: the top-k is a tie far larger than the candidate margin
     redone: list[int] = []
-    real = sslkit.index._redo_near_ties
-    monkeypatch.setattr(sslkit.index, "_redo_near_ties", lambda q, *a: redone.append(len(q)) or real(q, *a))
+    real = sslkit.retrieval.index._redo_near_ties
+    monkeypatch.setattr(sslkit.retrieval.index, "_redo_near_ties", lambda q, *a: redone.append(len(q)) or real(q, *a))
     g = torch.Generator().manual_seed(3)
     items = torch.cat([torch.randn(50, 8, generator=g) * 0.1, torch.ones(300, 8), torch.randn(50, 8, generator=g)])
     items = items[torch.randperm(len(items), generator=g)]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslkit.losses import (accidental_hits, batch_softmax_loss, info_nce_loss, joint_loss, masked_logit_value,
+from sslkit.model.losses import (accidental_hits, batch_softmax_loss, info_nce_loss, joint_loss, masked_logit_value,
                            spread_out_loss)
 
 

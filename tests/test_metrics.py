@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslkit.metrics import (average_precision_at_k, compute_metrics, hits_matrix, mean_std, ndcg_at_k,
+from sslkit.evaluation.metrics import (average_precision_at_k, compute_metrics, hits_matrix, mean_std, ndcg_at_k,
                             paired_bootstrap_ci, recall_at_k, reciprocal_rank_at_k, relevant_counts, summarize)
 
 L2, L3 = math.log2(3), math.log2(4)  # NDCG discounts of ranks 2 and 3: 1/log2(3), 1/log2(4) = 1/2

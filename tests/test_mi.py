@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import mutual_info_score, normalized_mutual_info_score
 
-import sslkit.mi
-from sslkit.mi import (MIResult, PlotDependencyError, _mutual_information, default_mask_size, mask_sets,
+import sslkit.data.mi
+from sslkit.data.mi import (MIResult, PlotDependencyError, _mutual_information, default_mask_size, mask_sets,
                        mutual_information, plot_heatmap)
 
 
@@ -193,7 +193,7 @@ def test_chunked_paths_equal_reference() -> None:
 
 
 def test_sort_path_without_room_for_weight_classes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sslkit.mi, "_COMPOSITE_MAX", 1)  # force the weighted np.unique fallback
+    monkeypatch.setattr(sslkit.data.mi, "_COMPOSITE_MAX", 1)  # force the weighted np.unique fallback
     check_against_reference(random_features(10, n=60), dense_limit=0)
     check_against_reference(random_features(12, n=60), dense_limit=0, chunk=7)
 

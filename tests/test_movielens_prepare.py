@@ -74,9 +74,9 @@ def synthetic_ratings(n: int = 3000, seed: int = 0) -> pl.DataFrame:
 
 @pytest.mark.parametrize("name", ["schema.yaml", "schema_users.yaml"])
 def test_the_schemas_build_exactly_the_old_scripts_pairs(tmp_path: Path, name: str) -> None:
-    from sslkit import events, io
+    from sslkit.data import events, io
     from sslkit.config import load_config
-    from sslkit.store import build
+    from sslkit.data.store import build
 
     inter = synthetic_ratings()
     items = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + "".join(
@@ -127,7 +127,7 @@ def test_user_features(built: Path) -> None:
 
 def test_the_schemas_encode_the_prepared_files(built: Path, tmp_path: Path) -> None:
     from sslkit.config import load_config
-    from sslkit.store import load_or_build
+    from sslkit.data.store import load_or_build
 
     for name in ("schema.yaml", "schema_users.yaml"):
         schema = tmp_path / name

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from sslkit.config import load_config
-from sslkit.store import build
+from sslkit.data.store import build
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples/orders"

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sslkit import pairstream, store
+from sslkit.data import pairstream, store
 from sslkit.config import load_config
 from sslkit.errors import DataError
 
@@ -108,8 +108,8 @@ def test_split_roles_draw_exactly_numpy_permutation() -> None:
 def test_training_reads_the_memory_mapped_pairs_without_copying_them(data: Path) -> None:
     import torch
 
-    from sslkit.profile import item_counts
-    from sslkit.train import batch_pairs, build_setup
+    from sslkit.data.profile import item_counts
+    from sslkit.training.train import batch_pairs, build_setup
 
     cfg = load_config(data / "schema.yaml", ["train.batch_size=64", "train.device=cpu", "train.logq_correction=true"])
     built = store.load_or_build(cfg)

@@ -15,8 +15,8 @@ import resource, sys
 import torch
 from sslkit.config import load_config
 from sslkit.runtime import keep_freed_memory
-from sslkit.store import load_or_build
-from sslkit.train import build_setup, train_step
+from sslkit.data.store import load_or_build
+from sslkit.training.train import build_setup, train_step
 if sys.argv[2] == "keep":
     assert keep_freed_memory()
 cfg = load_config(sys.argv[1], ["model.hidden=[256,64]", "train.batch_size=512", "ssl.aug=rfm", "train.device=cpu"])

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from sslkit.config import load_config
-from sslkit.losses import duplicate_share, in_batch_top1, info_nce_loss, spread_out_loss
-from sslkit.store import load_or_build
-from sslkit.train import _sample_items, build_setup, train, training_mi
+from sslkit.model.losses import duplicate_share, in_batch_top1, info_nce_loss, spread_out_loss
+from sslkit.data.store import load_or_build
+from sslkit.training.train import _sample_items, build_setup, train, training_mi
 from test_losses import naive_softmax_ce, unit
 
 
@@ -123,7 +123,7 @@ def test_metrics_log_the_duplicate_rate_and_top1(data: Path, mode: str, dup: boo
 
 def test_so_masks_duplicates_of_a_small_catalog(data: Path) -> None:
     cfg, _, s = _setup(data, "ssl.aug=so", "ssl.batch_size=512")
-    from sslkit.train import step_loss
+    from sslkit.training.train import step_loss
 
     gen = torch.Generator().manual_seed(3)
     _, parts = step_loss(s, torch.arange(128), gen, stats=True)

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from sslkit.cli import app
 from sslkit.errors import ConfigError
-from sslkit.metrics import (expansion_factor, null_false_positive_rate, paired_seeds_bootstrap_ci, seeds_bootstrap_ci,
+from sslkit.evaluation.metrics import (expansion_factor, null_false_positive_rate, paired_seeds_bootstrap_ci, seeds_bootstrap_ci,
                             t_quantile)
-from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep
+from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep
 
 
 def write_spec(path: Path, schema: Path, **extra: object) -> Path:
@@ -158,9 +158,9 @@ def test_ann_settings_name_a_new_cell_only_when_the_sweep_uses_hnsw(data: Path, 
 def test_precision_is_hashed_as_what_it_trains_in(data: Path, tmp_path: Path, amx: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """auto names the cell of the precision it resolves to; fp32 keeps the names from before the setting."""
-    import sslkit.train
+    import sslkit.training.train
 
-    monkeypatch.setattr(sslkit.train, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(sslkit.training.train, "cpu_has_amx_bf16", lambda: amx)
     spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
     dirs = {p: load_sweep(spec, overrides=["train.device=cpu", f"train.precision={p}"]).cells[0].dir
             for p in ("auto", "fp32", "bf16")}
@@ -360,9 +360,9 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
     on test before the pick, and select_best refuses test results outright."""
     import types
 
-    import sslkit.evaluate
-    import sslkit.train
-    from sslkit.tuning import planned_cells, select_best
+    import sslkit.evaluation.evaluate
+    import sslkit.training.train
+    from sslkit.study.tuning import planned_cells, select_best
 
     calls: list[tuple[str, str]] = []
 
@@ -381,8 +381,8 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
         (Path(run_dir) / ("eval.json" if split == "test" else "eval.validation.json")).write_text(json.dumps(body))
         return types.SimpleNamespace(queries=np.arange(10), per_query=per_query, slice_per_query={})
 
-    monkeypatch.setattr(sslkit.train, "run_training", fake_train)
-    monkeypatch.setattr(sslkit.evaluate, "evaluate_run", fake_eval)
+    monkeypatch.setattr(sslkit.training.train, "run_training", fake_train)
+    monkeypatch.setattr(sslkit.evaluation.evaluate, "evaluate_run", fake_eval)
     sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml",
                                arms={"none": {"set": {"aug": "none"}}}, null_seeds=[2, 3]))
     assert len(planned_cells(sw)) == 3  # before tuning, the picks are unknown
@@ -407,7 +407,7 @@ def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch
 
 
 def test_tuning_subsets_are_balanced_distinct_and_seeded() -> None:
-    from sslkit.tuning import draw_cells as _draw
+    from sslkit.study.tuning import draw_cells as _draw
 
     space = {"lr": [0.02, 0.05, 0.1, 0.2], "temperature": [0.1, 0.2, 0.3], "logq": [True, False],
              "alpha": [0.01, 0.03, 0.1, 0.3, 1.0], "dropout": [0.1, 0.3, 0.5]}
@@ -425,7 +425,7 @@ def test_a_cell_locked_by_another_process_is_waited_for_not_failed(data: Path, t
     """Two sweeps of one spec share the work: a locked cell is skipped, then read once its holder ends."""
     import threading
 
-    from sslkit import io
+    from sslkit.data import io
 
     spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml", grid={"aug": ["none"], "seed": [0, 1]})
     sw = load_sweep(spec)

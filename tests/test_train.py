@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslkit.checkpoint import read_checkpoint
+from sslkit.training.checkpoint import read_checkpoint
 from sslkit.config import load_config
 from sslkit.errors import TrainingError
-from sslkit.store import load_or_build
-from sslkit.train import Interrupted, train, training_mi
+from sslkit.data.store import load_or_build
+from sslkit.training.train import Interrupted, train, training_mi
 
 
 def setup(data: Path, *overrides: str):
@@ -64,7 +64,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data: Path, monkeypatch: 
     run = data / "nan"
     train(cfg, store, run_dir=run, mi=mi)  # a good run: 2 epochs
     good = weights(run)
-    import sslkit.losses as losses
+    import sslkit.model.losses as losses
 
     monkeypatch.setattr(losses, "info_nce_loss", lambda z1, z2, temperature, **kw: (z1 * float("nan")).sum())
     cfg_more, _, _ = setup(data, "train.epochs=3")
@@ -86,7 +86,7 @@ def test_resume_refuses_a_different_schema(data: Path) -> None:
 
 def test_dense_and_sparse_table_gradients_train_the_same_model(data: Path) -> None:
     """Small tables get dense gradients for speed; Adagrad must not notice (zero rows stay put)."""
-    from sslkit.train import build_setup, make_optimizers, train_step
+    from sslkit.training.train import build_setup, make_optimizers, train_step
 
     cfg, store, mi = setup(data, "train.batch_size=64", "ssl.batch_size=32", "ssl.aug=rfm")
     names = [n for n, sp in store.items.specs.items() if not sp.dense]
@@ -121,7 +121,7 @@ def test_summary_validation_is_of_the_final_step(data: Path) -> None:
 
 def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Path) -> None:
     import json
-    from sslkit.train import uses_bf16
+    from sslkit.training.train import uses_bf16
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert uses_bf16("auto", cuda, amx=False) and uses_bf16("auto", cpu, amx=True)
     assert not uses_bf16("auto", cpu, amx=False)
@@ -144,8 +144,8 @@ def test_nan_guard_without_per_step_checks_runs_before_every_checkpoint(data: Pa
     """As on CUDA, where the loss is read only every log_every steps: a non-finite loss one step
     before an epoch's end (here a NaN value whose gradient stays finite, so later losses look fine)
     stops training at the epoch's end, before its checkpoint would be written."""
-    import sslkit.losses as losses
-    import sslkit.train as train_mod
+    import sslkit.model.losses as losses
+    import sslkit.training.train as train_mod
 
     cfg, store, mi = setup(data, "train.log_every=1000")
     epoch = train_mod.build_setup(cfg, store, None).steps_per_epoch

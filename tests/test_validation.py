@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sslkit.cli import app
 from sslkit.config import load_config
-from sslkit.store import build, training_split
+from sslkit.data.store import build, training_split
 
 
 def ok(runner: CliRunner, *args: object) -> str:
@@ -63,7 +63,7 @@ def test_random_validation_is_a_seeded_share_of_the_training_pairs(tmp_path: Pat
 
 
 def test_validation_fraction_is_part_of_the_store_cache_key(tmp_path: Path) -> None:
-    from sslkit.store import cache_key
+    from sslkit.data.store import cache_key
 
     schema = _timed(tmp_path)
     keys = {cache_key(load_config(schema, [f"split.validation_fraction={f}"])) for f in (0, 0.1, 0.2)}
@@ -94,7 +94,7 @@ def test_validation_fraction_that_leaves_no_training_pairs_is_an_error(tmp_path:
 
 
 def test_toppop_topk_applies_every_exclusion_like_a_naive_loop() -> None:
-    from sslkit.profile import seen_items, toppop_topk
+    from sslkit.data.profile import seen_items, toppop_topk
 
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 5, size=40)
@@ -154,8 +154,8 @@ def test_eval_split_validation_without_a_validation_split_is_an_error(tiny_dir: 
 
 
 def test_training_never_reads_the_test_split(data: Path) -> None:
-    from sslkit.store import load_or_build
-    from sslkit.train import train
+    from sslkit.data.store import load_or_build
+    from sslkit.training.train import train
 
     cfg = load_config(data / "schema.yaml", ["train.steps=2", "train.batch_size=64", "train.device=cpu",
                                              "model.hidden=[32, 16]", "model.embedding_dim=8"])
@@ -168,7 +168,7 @@ def test_training_never_reads_the_test_split(data: Path) -> None:
 
 
 def _weights(run: Path) -> list[np.ndarray]:
-    from sslkit.checkpoint import read_checkpoint
+    from sslkit.training.checkpoint import read_checkpoint
 
     return [v.numpy() for v in read_checkpoint(run)["model"].values()]
 
@@ -195,7 +195,7 @@ def test_below_toppop_names_cold_queries_when_most_validation_pairs_have_no_trai
     assert "100% of the validation pairs come from queries with no training pairs" in warning
     assert "leave_last_out" in warning
     from sslkit.config import load_config
-    from sslkit.train import below_toppop
+    from sslkit.training.train import below_toppop
 
     cfg = load_config(data / "schema_users.yaml")
     low = {"val_recall@50": 0.1, "val_toppop_recall@50": 0.2}
@@ -206,7 +206,7 @@ def test_below_toppop_names_cold_queries_when_most_validation_pairs_have_no_trai
 
 def test_eval_refuses_runs_scored_under_different_options() -> None:
     from sslkit.errors import ConfigError
-    from sslkit.evaluate import RunEval, check_same_options
+    from sslkit.evaluation.evaluate import RunEval, check_same_options
 
     def run(name: str, seen: bool) -> RunEval:
         return RunEval(run=name, config={}, metrics={}, slices={}, per_query={}, queries=np.zeros(0),

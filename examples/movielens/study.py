@@ -96,8 +96,9 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
 
     The same path for the MovieLens study and for `tests/test_study.py`'s tiny one.
     """
-    from sslkit import console, io
-    from sslkit.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
+    from sslkit import console
+    from sslkit.data import io
+    from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
 
     # Wall time per spec, kept beside the runs: a rerun that trains nothing reports the time the
     # cells took when they were trained, not the seconds it took to skip them. The running total is
@@ -338,8 +339,8 @@ def projection(summaries: dict[str, Any], path: Path) -> dict[str, float]:
 
     import torch
 
-    from sslkit.embed import embed_table, load_run
-    from sslkit.index import exact_topk
+    from sslkit.retrieval.embed import embed_table, load_run
+    from sslkit.retrieval.index import exact_topk
 
     items = pl.read_parquet(HERE / "data/items.parquet").select("item_id", pl.col("genres").list.first().alias("g"))
     genre = dict(zip(items["item_id"].to_list(), items["g"].fill_null("unknown").to_list()))
@@ -374,8 +375,8 @@ def projection(summaries: dict[str, Any], path: Path) -> dict[str, float]:
 
 def popularity_figure(path: Path) -> dict[str, Any]:
     from sslkit.config import load_config
-    from sslkit.profile import plot_popularity, profile
-    from sslkit.store import load_or_build
+    from sslkit.data.profile import plot_popularity, profile
+    from sslkit.data.store import load_or_build
 
     store = load_or_build(load_config(HERE / "schema.yaml"))
     plot_popularity(store, str(path))

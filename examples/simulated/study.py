@@ -46,8 +46,8 @@ def ensure_data() -> None:
 
 def write_report(summaries: dict[str, Any], out: Path, quick: bool) -> Path:
     from sslkit.config import load_config
-    from sslkit.profile import plot_popularity, profile
-    from sslkit.store import load_or_build
+    from sslkit.data.profile import plot_popularity, profile
+    from sslkit.data.store import load_or_build
 
     t0 = time.perf_counter()
     figs = out / "results"

@@ -31,10 +31,10 @@ from typing import Any, BinaryIO, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import events, io
+from sslkit.data import events, io
 from sslkit.config import Config, id_column
 from sslkit.errors import DataError
-from sslkit.schema import require_columns
+from sslkit.data.schema import require_columns
 
 CHUNK_ROWS = 1 << 20  # rows per streamed batch and per copy in the second pass
 Log = Callable[[str], None]
@@ -90,7 +90,7 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
     Raises:
         DataError / SchemaError: as the in-memory build, with the same messages.
     """
-    from sslkit.store import _row_lookup
+    from sslkit.data.store import _row_lookup
 
     ic, sp = cfg.interactions, cfg.split
     ipath = cfg.resolve(ic.path) or "-"

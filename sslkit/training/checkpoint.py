@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from sslkit import NUMERICS_VERSION, __version__, io, source_revision
+from sslkit import NUMERICS_VERSION, __version__, source_revision
+
+from sslkit.data import io
 from sslkit.config import Config, dump_config
 from sslkit.errors import CheckpointError
 
@@ -28,7 +30,7 @@ FILE = "checkpoint.pt"
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
                     cfg: Config, progress: dict[str, Any], *, data: dict[str, str] | None = None) -> None:
     """Write `run_dir/checkpoint.pt` atomically, with a digest of its contents and the data pin
-    (`sslkit.store.fingerprint` of the data it trains on)."""
+    (`sslkit.data.store.fingerprint` of the data it trains on)."""
     state = {"format": FORMAT, "version": VERSION, "sslkit": __version__, "model": model.state_dict(),
              "optimizers": [o.state_dict() for o in optimizers], "progress": progress,
              "config": dump_config(cfg), "data": data or {}}
@@ -137,7 +139,7 @@ def run_metadata(store: Any, argv: list[str] | None, device: torch.device, preci
     import polars
     import pydantic
 
-    from sslkit.store import fingerprint
+    from sslkit.data.store import fingerprint
 
     return {"argv": argv or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "feature_store": {"key": store.key, "path": str(store.path) if store.path else None},

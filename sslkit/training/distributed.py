@@ -223,7 +223,7 @@ def init_from_env(device: str = "auto", *, timeout_s: float = 1800) -> World:
         return _current
     import torch.distributed as dist
 
-    from sslkit.train import resolve_device
+    from sslkit.training.train import resolve_device
 
     cuda = resolve_device(device).type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -255,7 +255,7 @@ def load_store(cfg: Any, log: Callable[[str], None]) -> Any:
     """The feature store on every rank: rank 0 builds and caches it, then each node's first rank,
     then the rest load that cache; all ranks must end with the same store key (the same data)."""
     from sslkit.errors import ConfigError
-    from sslkit.store import load_or_build, reads_stdin
+    from sslkit.data.store import load_or_build, reads_stdin
 
     w = current()
     if not w.active:

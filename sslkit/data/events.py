@@ -19,7 +19,7 @@ import polars as pl
 
 from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column, parse_where
 from sslkit.errors import ConfigError, DataError, SchemaError
-from sslkit.schema import check_ids, require_columns
+from sslkit.data.schema import check_ids, require_columns
 
 Log = Callable[[str], None]
 

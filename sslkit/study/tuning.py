@@ -2,7 +2,7 @@
 
 `plan_study` draws each tuned arm's tuning cells, `run_study` runs them, selects each arm's pick
 with `select_best` (validation results only) and runs the picks' seeds, the null seeds and the
-curves (`later_cells`), and `summarize_study` reports it all. The spec format is in `sslkit.sweep`.
+curves (`later_cells`), and `summarize_study` reports it all. The spec format is in `sslkit.study.sweep`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sslkit.errors import ConfigError
-from sslkit.sweep import (CI_PAIRED, REPORTED, Cell, CellResult, Event, Sweep, full_key, group_row, make_cell,
+from sslkit.study.sweep import (CI_PAIRED, REPORTED, Cell, CellResult, Event, Sweep, full_key, group_row, make_cell,
                           run_cells, versus)
 
 
@@ -130,7 +130,7 @@ def planned_cells(sweep: Sweep) -> list[Cell]:
     """Every cell the study will score, as far as it is known now: the tuning cells, then — once an
     arm's tuning cells are all scored on validation — its pick's seeds, null seeds and curves."""
     from sslkit.errors import CheckpointError
-    from sslkit.sweep import cell_status, load_result
+    from sslkit.study.sweep import cell_status, load_result
 
     done = []
     for c in sweep.cells:
@@ -201,7 +201,7 @@ def select_best(tuning: dict[str, list[CellResult]], metric: str) -> dict[str, C
 def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 1000) -> dict[str, Any]:
     """The protocol, each arm's budget and pick, every tuning cell's validation scores, each arm's
     seeds on test against the baseline (paired CIs), the null check and the curves."""
-    from sslkit.metrics import null_false_positive_rate
+    from sslkit.evaluation.metrics import null_false_positive_rate
 
     spec, tune = sweep.spec, sweep.spec.tune
     assert tune is not None

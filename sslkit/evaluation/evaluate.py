@@ -10,12 +10,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sslkit import io
+from sslkit.data import io
 from sslkit.errors import DataError
-from sslkit.metrics import (compute_metrics, mean_std, paired_bootstrap_ci, paired_seeds_bootstrap_ci,
+from sslkit.evaluation.metrics import (compute_metrics, mean_std, paired_bootstrap_ci, paired_seeds_bootstrap_ci,
                             seeds_bootstrap_ci, summarize)
-from sslkit.profile import csr_take, group_pairs, head_items, item_counts, seen_items, slice_of_pairs, toppop_topk
-from sslkit.store import training_split
+from sslkit.data.profile import csr_take, group_pairs, head_items, item_counts, seen_items, slice_of_pairs, toppop_topk
+from sslkit.data.store import training_split
 
 
 SLICES = ("head", "tail", "cold")
@@ -42,7 +42,7 @@ def retrieve(item_vecs: Any, query_vecs: Any, k: int, *, index: str, exclude_sel
     """Top-k item rows (Q, k) by the chosen backend; exclusions applied before the cut."""
     import torch
 
-    from sslkit.index import HnswIndex, exact_topk
+    from sslkit.retrieval.index import HnswIndex, exact_topk
 
     if index == "exact":
         _, top = exact_topk(torch.as_tensor(query_vecs).float(), torch.as_tensor(item_vecs).float(), k,
@@ -75,7 +75,7 @@ def slice_per_query(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: n
                     ks: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
     """slice → metric → float [Q]: each query's Recall/MAP@K on its pairs of the slice, NaN for a query
     with none (a slice without pairs is absent) — what `slice_metrics` averages and what a paired
-    bootstrap over queries needs for a slice's interval (`sslkit.sweep.versus`)."""
+    bootstrap over queries needs for a slice's interval (`sslkit.study.sweep.versus`)."""
     owner = np.repeat(np.arange(len(q)), np.diff(indptr))
     out: dict[str, dict[str, np.ndarray]] = {}
     for i, name in enumerate(SLICES):
@@ -116,7 +116,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     the pairs `train` validates on; writes eval.validation.json). Both go through this same code with
     the same options; the options applied are recorded in the result (`split`, `exclude_seen`, ...).
     """
-    from sslkit.embed import embed_table, load_run
+    from sslkit.retrieval.embed import embed_table, load_run
 
     if split not in EVAL_FILES:
         raise DataError(f"unknown split {split!r}", hint="use test or validation (--split)")
@@ -151,7 +151,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     if index == "exact":
         top = retrieve(item_vecs, query_vecs, k, index="exact", exclude_self=exclude_self, exclude=seen, batch_size=batch)
     else:
-        from sslkit.index import HnswIndex, ann_recall
+        from sslkit.retrieval.index import HnswIndex, ann_recall
 
         h = cfg.eval.hnsw
         hn = HnswIndex.build(item_vecs, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import encode, events, io, pairstream
+from sslkit.data import encode, events, io, pairstream
 from sslkit.config import Config, Feature
 from sslkit.errors import DataError
-from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
+from sslkit.data.schema import FeatureSpec, check_feature, check_ids, require_columns
 
 FORMAT_VERSION = 2  # 2: per-array checksums in meta.json
 
@@ -214,7 +214,7 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
 
 
 def _build_streamed(cfg: Config, *, log: Log) -> FeatureStore:
-    """`build` with the pairs streamed (`sslkit.pairstream`): the catalogs in memory, the pairs in chunks."""
+    """`build` with the pairs streamed (`sslkit.data.pairstream`): the catalogs in memory, the pairs in chunks."""
     ipath = cfg.resolve(cfg.interactions.path) or "-"
     no_log = pl.DataFrame()
     items_df, items_path = _entity_frame(cfg, no_log, ipath, entity="items")

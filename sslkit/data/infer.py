@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sslkit import io
+from sslkit.data import io
 
 _SEPARATORS = ("|", ";", ",")
 _TIME = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created|at)($|_)", re.I)

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sslkit.augment import FusedColumns
-from sslkit.schema import FeatureSpec
-from sslkit.store import EntityTable
+from sslkit.model.augment import FusedColumns
+from sslkit.data.schema import FeatureSpec
+from sslkit.data.store import EntityTable
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Layout:
         return tuple(range(self.table_rows, self.table_rows + self.num_features))
 
     def columns(self, device: torch.device | None = None) -> FusedColumns:
-        """Column maps of the fused id tensor, for masking and value dropout (`sslkit.augment`)."""
+        """Column maps of the fused id tensor, for masking and value dropout (`sslkit.model.augment`)."""
         return FusedColumns.build(self.lengths, self.default_ids, device)
 
 

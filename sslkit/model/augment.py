@@ -27,7 +27,7 @@ Conventions:
   generator's device (a CPU generator draws on the CPU) and the results are moved to the device of
   the inputs (or `device`). So a CPU generator works with CUDA inputs, at the price of a small
   host-to-device copy; a CUDA generator avoids it. The same generator state gives the same views.
-* The training loop uses the *fused* layout of `sslkit.model` instead: one ``LongTensor (B, S)`` with
+* The training loop uses the *fused* layout of `sslkit.model.towers` instead: one ``LongTensor (B, S)`` with
   the features' id columns side by side, where a feature replaced by its default embedding is
   written ``[default_id, 0, …, 0]`` (`FusedColumns`, `with_defaults`). `fused_views` is
   `augment_views` on that layout: the same random draws in the same order, the same views.
@@ -350,7 +350,7 @@ def augment_views(features: Sequence[Tensor], *, aug: str, multi_valued: Sequenc
 
 @dataclass(frozen=True)
 class FusedColumns:
-    """Where F sparse features sit in a fused id batch ``(B, S)`` (built by `sslkit.model.Layout`)."""
+    """Where F sparse features sit in a fused id batch ``(B, S)`` (built by `sslkit.model.towers.Layout`)."""
 
     lengths: tuple[int, ...]  # columns per feature (its max_len), in order
     feature: Tensor  # long (S,): the feature of each column
@@ -398,7 +398,7 @@ def fused_views(ids: Tensor, columns: FusedColumns, *, aug: str, generator: torc
 
     Args:
         ids: (B, S) fused ids whose missing features are already ``[default_id, 0, …]`` (as
-            `sslkit.model.fuse` writes them).
+            `sslkit.model.towers.fuse` writes them).
         columns: the layout of `ids`.
         aug: one of `SSL_AUGMENTATIONS`.
         generator: the only source of randomness.

@@ -449,7 +449,7 @@ def mutual_information(features: Mapping[str, np.ndarray]) -> MIResult:
 
 
 def catalog_mi(store: Any, *, mask_size: int | None = None, normalized: bool = False) -> tuple[MIResult, dict[str, Any]]:
-    """MI over a `sslkit.store.FeatureStore`'s sparse item features, and ``to_json(mask_size, normalized)``."""
+    """MI over a `sslkit.data.store.FeatureStore`'s sparse item features, and ``to_json(mask_size, normalized)``."""
     feats = {n: np.asarray(store.items.features[n]) for n, spec in store.items.specs.items() if not spec.dense}
     result = mutual_information(feats)
     return result, result.to_json(mask_size=mask_size, normalized=normalized)

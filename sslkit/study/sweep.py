@@ -66,12 +66,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sslkit import io
+from sslkit.data import io
 from sslkit.config import Config, dump_config, load_config
 from sslkit.errors import CheckpointError, ConfigError, DataChangedError, SslkitError
 
 if TYPE_CHECKING:
-    from sslkit.tuning import Arm
+    from sslkit.study.tuning import Arm
 
 SHORT_KEYS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "fraction": "split.fraction",
               "seed": "train.seed", "lr": "train.lr", "epochs": "train.epochs", "steps": "train.steps",
@@ -80,7 +80,7 @@ SHORT_KEYS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", 
               "logq": "train.logq_correction", "hidden": "model.hidden", "sampling": "ssl.item_sampling"}
 REPORTED = ("recall", "map")
 PER_QUERY_FILES = {"test": "per_query.npz", "validation": "per_query.validation.npz"}
-EVAL_FILES = {"test": "eval.json", "validation": "eval.validation.json"}  # as sslkit.evaluate writes them
+EVAL_FILES = {"test": "eval.json", "validation": "eval.validation.json"}  # as sslkit.evaluation.evaluate writes them
 CI_PAIRED = ("paired bootstrap over seeds and queries: seed s of an arm is paired with seed s of the baseline "
              "(same initialization and batch order); each replicate resamples seed indices and query indices, the "
              "same for both arms; the percentile interval is expanded for few seeds (sqrt(n/(n-1))·t_df/z, "
@@ -228,7 +228,7 @@ class Sweep:
     out: Path
     groups: dict[str, list[Cell]] = field(default_factory=dict)
     baseline_of: dict[str, str] = field(default_factory=dict)  # group → its baseline group
-    arms: dict[str, Arm] = field(default_factory=dict)  # a study's arms (sslkit.tuning)
+    arms: dict[str, Arm] = field(default_factory=dict)  # a study's arms (sslkit.study.tuning)
     schema: Path = Path()
     fixed: list[str] = field(default_factory=list)  # the spec's set (and --set) as overrides
     selected: dict[str, dict[str, Any]] = field(default_factory=dict)  # tuned arm → its pick (knob values)
@@ -257,7 +257,7 @@ def config_hash(cfg: Config) -> str:
     arithmetic gets another name, so it is retrained instead of mixed in.
     """
     import sslkit
-    from sslkit.train import training_precision  # torch: imported only where cells are named
+    from sslkit.training.train import training_precision  # torch: imported only where cells are named
 
     data = {k: v for k, v in dump_config(cfg).items() if k not in ("base_dir", "cache_dir")}
     data["sslkit"] = {"version": sslkit.__version__, "numerics": sslkit.NUMERICS_VERSION}
@@ -319,7 +319,7 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
         fixed.append(f"eval.index={spec.index}")
     sweep = Sweep(spec=spec, path=path, cells=[], out=out, schema=base / spec.schema_path, fixed=fixed)
     if spec.arms is not None:
-        from sslkit.tuning import plan_study
+        from sslkit.study.tuning import plan_study
 
         plan_study(sweep)
         return sweep
@@ -393,7 +393,7 @@ def run_sweep(sweep: Sweep, *, log: Callable[[str], None] = lambda _: None, on_e
     (`Interrupted`) stops it with the current cell's checkpoint saved.
     """
     if sweep.tuned:
-        from sslkit.tuning import run_study
+        from sslkit.study.tuning import run_study
 
         return run_study(sweep, log=log, on_event=on_event, stop_on_signals=stop_on_signals)
     return run_cells(sweep, sweep.cells, log=log, on_event=on_event, stop_on_signals=stop_on_signals)
@@ -438,8 +438,8 @@ def run_cells(sweep: Sweep, cells: list[Cell], *, log: Callable[[str], None], on
 
 def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], None], on_event: Event,
               stop_on_signals: bool) -> CellResult:
-    from sslkit.evaluate import evaluate_run
-    from sslkit.train import run_training
+    from sslkit.evaluation.evaluate import evaluate_run
+    from sslkit.training.train import run_training
 
     if status in ("new", "partial"):
         run_training(cell.cfg, run_dir=cell.dir, resume=status == "partial", overwrite=False,
@@ -468,7 +468,7 @@ def check_data_pin(cell: Cell) -> None:
     Raises:
         DataChangedError: the data changed since the cell was trained; its result is not reused.
     """
-    from sslkit.store import cache_key, describe_change, fingerprint, load_or_build
+    from sslkit.data.store import cache_key, describe_change, fingerprint, load_or_build
 
     try:
         pinned = io.read_json(cell.dir / "run.json").get("data")
@@ -547,7 +547,7 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
     """A grid: one row per group (mean ± std over seeds, metrics and slices) and its comparison with
     its baseline group. A study: see `summarize_study`."""
     if sweep.tuned:
-        from sslkit.tuning import summarize_study
+        from sslkit.study.tuning import summarize_study
 
         return summarize_study(sweep, results, n_boot=n_boot)
     by_group: dict[str, list[CellResult]] = {}
@@ -568,7 +568,7 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
 
 def group_row(name: str, values: dict[str, Any], got: list[CellResult]) -> dict[str, Any]:
     """mean ± std over the seeds of one group, its slices, TopPopular and mean training time."""
-    from sslkit.metrics import mean_std
+    from sslkit.evaluation.metrics import mean_std
 
     row: dict[str, Any] = {"group": name, "values": values, "seeds": len(got), "runs": [str(r.cell.dir) for r in got]}
     if not got:
@@ -586,7 +586,7 @@ def group_row(name: str, values: dict[str, Any], got: list[CellResult]) -> dict[
 
 def versus(base: list[CellResult], got: list[CellResult], *, n_boot: int, key: str = "vs_baseline") -> dict[str, Any]:
     """Relative change vs `base` with 95% CIs: paired by seed when the two share seeds."""
-    from sslkit.metrics import paired_seeds_bootstrap_ci, seeds_bootstrap_ci
+    from sslkit.evaluation.metrics import paired_seeds_bootstrap_ci, seeds_bootstrap_ci
 
     _same_queries(base[0], got[0])
     names = [m for m in got[0].per_query if m.split("@")[0] in REPORTED]
@@ -615,7 +615,7 @@ def slice_cis(base: list[CellResult], got: list[CellResult], names: list[str], *
     """Per slice (head / tail / cold): the paired seeds-and-queries interval of the relative change,
     over the queries that have pairs in the slice (each query's metric on those pairs alone; the
     same queries in every run, since the slices come from the shared training split)."""
-    from sslkit.metrics import paired_seeds_bootstrap_ci
+    from sslkit.evaluation.metrics import paired_seeds_bootstrap_ci
 
     out: dict[str, Any] = {}
     for sl in got[0].slice_per_query:

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from sslkit.encode import Vocab, bucket_labels
-from sslkit.metrics import compute_metrics, summarize
-from sslkit.store import EntityTable, FeatureStore, all_pairs, training_split
+from sslkit.data.encode import Vocab, bucket_labels
+from sslkit.evaluation.metrics import compute_metrics, summarize
+from sslkit.data.store import EntityTable, FeatureStore, all_pairs, training_split
 
 
 def item_counts(pairs: np.ndarray, num_items: int) -> np.ndarray:
@@ -92,7 +92,7 @@ def toppop_topk(train_counts: np.ndarray, queries: np.ndarray, k: int, item_to_i
         k: results per query.
         item_to_item: exclude each query's own item.
         exclude: CSR (indptr int [Q + 1], items int [nnz]) of further item rows to exclude per query,
-            e.g. its training positives (`eval.exclude_seen`), as `sslkit.evaluate.retrieve` takes it.
+            e.g. its training positives (`eval.exclude_seen`), as `sslkit.evaluation.evaluate.retrieve` takes it.
 
     Returns:
         int64 [Q, k] item rows best first; -1 where fewer than k items are left.

@@ -14,12 +14,12 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit.embed import Run, derived_fresh, embed_table, encode_rows, item_vectors, load_run, record_derived, row_keys, unknown_key_message
+from sslkit.retrieval.embed import Run, derived_fresh, embed_table, encode_rows, item_vectors, load_run, record_derived, row_keys, unknown_key_message
 from sslkit.errors import DataError, SslkitError
-from sslkit.evaluate import drop_excluded
-from sslkit.index import HnswIndex
-from sslkit.profile import seen_items
-from sslkit.store import all_pairs
+from sslkit.evaluation.evaluate import drop_excluded
+from sslkit.retrieval.index import HnswIndex
+from sslkit.data.profile import seen_items
+from sslkit.data.store import all_pairs
 
 
 MAX_LINE_BYTES = 1 << 20  # a feature row; longer lines are skipped (and reported) without being held

@@ -22,13 +22,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from sslkit import augment, distributed, io, losses
-from sslkit.checkpoint import load_checkpoint, run_metadata, save_checkpoint
+from sslkit.model import augment, losses
+
+from sslkit.training import distributed
+
+from sslkit.data import io
+from sslkit.training.checkpoint import load_checkpoint, run_metadata, save_checkpoint
 from sslkit.config import Config, dump_config
 from sslkit.errors import CheckpointError, DataChangedError, ResourceError, TrainingError
-from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
-from sslkit.profile import item_counts
-from sslkit.store import FeatureStore, fingerprint, training_split
+from sslkit.model.towers import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.data.profile import item_counts
+from sslkit.data.store import FeatureStore, fingerprint, training_split
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -177,7 +181,7 @@ def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]
     """
     lr = cfg.train.lr
     if cfg.train.optimizer == "adagrad":  # TF's default initial accumulator, as the paper's setup
-        from sslkit.optim import SparseAdagrad
+        from sslkit.model.optim import SparseAdagrad
 
         fused = next(model.parameters()).device.type == "cpu"  # the same update in one kernel (CPU only)
         sparse = model.sparse_parameters()
@@ -439,8 +443,8 @@ def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
     with their relevant items, scored as `sslkit eval --split validation` scores them: the query item
     excluded in item-to-item mode, the training positives too under `eval.exclude_seen`. Test pairs
     are never read."""
-    from sslkit.metrics import compute_metrics, summarize
-    from sslkit.profile import csr_take, group_pairs, item_counts, seen_items, toppop_topk
+    from sslkit.evaluation.metrics import compute_metrics, summarize
+    from sslkit.data.profile import csr_take, group_pairs, item_counts, seen_items, toppop_topk
 
     train, validation = training_split(store)
     q, indptr, items = group_pairs(validation)
@@ -463,8 +467,8 @@ def validation_set(store: FeatureStore, cfg: Config) -> ValidationSet:
 def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event) -> dict[str, float]:
     """Recall@K on the validation sample, scored as `sslkit eval --split validation` scores it (exact
     retrieval over the whole catalog, the same exclusions), with TopPopular on that sample beside it."""
-    from sslkit.evaluate import retrieve
-    from sslkit.metrics import compute_metrics, summarize
+    from sslkit.evaluation.evaluate import retrieve
+    from sslkit.evaluation.metrics import compute_metrics, summarize
 
     ks = [k for k in sorted(s.cfg.eval.k) if k <= s.items.ids.shape[0] - int(s.queries is s.items)]
     if not len(val.queries) or not ks or not s.world.is_main:  # under torchrun rank 0 validates
@@ -555,7 +559,7 @@ RESUMABLE = ("train.steps", "train.epochs", "train.log_every", "train.eval_every
 def resume_state(run_dir: Path, cfg: Config) -> dict[str, Any]:
     """The checkpoint to resume, refused (before anything is written) when a setting that changes the
     run's trajectory differs from the one it was trained with."""
-    from sslkit.checkpoint import read_checkpoint
+    from sslkit.training.checkpoint import read_checkpoint
 
     state = read_checkpoint(run_dir)
     saved, now = _flat(state["config"]), _flat(dump_config(cfg))
@@ -574,7 +578,7 @@ def resume_state(run_dir: Path, cfg: Config) -> dict[str, Any]:
 
 def check_same_data(run_dir: Path, state: dict[str, Any], store: FeatureStore) -> None:
     """Refuse to resume on data other than the data the checkpoint was trained on."""
-    from sslkit.store import describe_change
+    from sslkit.data.store import describe_change
 
     pinned = state.get("data") or {}
     now = fingerprint(store)
@@ -652,7 +656,7 @@ def _train_with_signals(cfg: Config, store: FeatureStore, *, run_dir: Path, resu
 def training_mi(cfg: Config, store: FeatureStore, log: Callable[[str], None]) -> dict[str, Any]:
     """CFM's masking sets: from `ssl.mi_path` when given (checked against the schema), else computed."""
     from sslkit.errors import ConfigError
-    from sslkit.mi import catalog_mi
+    from sslkit.data.mi import catalog_mi
 
     names = [n for n, sp in store.items.specs.items() if not sp.dense]
     if cfg.ssl.mi_path:

@@ -15,13 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit import encode, events, io
-from sslkit.checkpoint import load_state, read_checkpoint
+from sslkit.data import encode, events, io
+from sslkit.training.checkpoint import load_state, read_checkpoint
 from sslkit.config import Config, Feature, validate
 from sslkit.errors import CheckpointError, DataChangedError, DataError
-from sslkit.model import FusedTable, Layout, TwoTower, embed_all, fuse
-from sslkit.schema import FeatureSpec, check_feature, check_ids, require_columns
-from sslkit.store import EntityTable, FeatureStore
+from sslkit.model.towers import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.data.schema import FeatureSpec, check_feature, check_ids, require_columns
+from sslkit.data.store import EntityTable, FeatureStore
 
 FORMATS = ("parquet", "npy", "ndjson", "csv")
 
@@ -48,7 +48,7 @@ class Run:
         Raises:
             DataChangedError: the data differs from what the run was trained on (and not allowed).
         """
-        from sslkit.store import describe_change, fingerprint, load_or_build, reads_stdin
+        from sslkit.data.store import describe_change, fingerprint, load_or_build, reads_stdin
 
         store = self._stdin_store(log) if reads_stdin(self.cfg) else load_or_build(self.cfg, log=log)
         pinned = self.state.get("data") or {}
@@ -73,7 +73,7 @@ class Run:
         return store
 
     def _stdin_store(self, log: Any) -> FeatureStore:
-        from sslkit import store as store_mod
+        from sslkit.data import store as store_mod
 
         try:
             path = Path(io.read_json(self.dir / "run.json")["feature_store"]["path"])
@@ -104,7 +104,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", allow_data_change: boo
     The checkpoint verifies itself (its digest); vocabs.json is verified against the checkpoint's
     data pin. `allow_data_change`/`warn`: see `Run.store`.
     """
-    from sslkit.store import vocab_digest
+    from sslkit.data.store import vocab_digest
 
     run_dir = Path(run_dir)
     state = read_checkpoint(run_dir)
@@ -277,7 +277,7 @@ def write_vectors(ids: np.ndarray, vectors: np.ndarray, out: str, fmt: str) -> N
 
 def build_index(vectors: np.ndarray, path: str, cfg: Config) -> Any:
     """HNSW index over vectors (inner product on the unit vectors), saved atomically."""
-    from sslkit.index import HnswIndex
+    from sslkit.retrieval.index import HnswIndex
 
     h = cfg.eval.hnsw
     index = HnswIndex.build(vectors.astype(np.float32), M=h.M, ef_construction=h.ef_construction, ef=h.ef,
