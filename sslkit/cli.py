@@ -415,7 +415,8 @@ def sweep(
     set_: SetOpt = None,
 ) -> None:
     """Train and score every cell (resumable), or tune each arm on validation and test its pick; compare with the baseline."""
-    from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
+    from sslkit.study.cells import cell_status
+    from sslkit.study.sweep import load_sweep, run_sweep, summarize_sweep, write_summary
     from sslkit.training.train import Interrupted
 
     sw = load_sweep(spec, overrides=set_ or [], out=out)

@@ -672,14 +672,15 @@ def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest
 
 def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> None:
     from sslkit.errors import CheckpointError
-    from sslkit.study.sweep import Cell, _save_per_query, eval_settings, load_result
+    from sslkit.study.cells import _save_per_query, eval_settings, load_result
+    from sslkit.study.spec import Cell
     from sslkit.config import load_config
 
     cell = Cell(values={}, cfg=load_config(ds / "schema.yaml"), dir=ds / "run")
     split = getattr(cell, "split", "test")
     code, out, err = invoke("eval", ds / "run", "--json", *(["--split", split] if split != "test" else []))
     assert code == 0, err
-    from sslkit.study.sweep import PER_QUERY_FILES
+    from sslkit.study.spec import PER_QUERY_FILES
 
     q = np.arange(3)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, eval_settings(cell))

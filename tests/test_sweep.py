@@ -14,7 +14,8 @@ from sslkit.cli import app
 from sslkit.errors import ConfigError
 from sslkit.evaluation.metrics import (expansion_factor, null_false_positive_rate, paired_seeds_bootstrap_ci, seeds_bootstrap_ci,
                             t_quantile)
-from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep
+from sslkit.study.cells import cell_status
+from sslkit.study.sweep import load_sweep, run_sweep, summarize_sweep
 
 
 def write_spec(path: Path, schema: Path, **extra: object) -> Path:
@@ -158,9 +159,9 @@ def test_ann_settings_name_a_new_cell_only_when_the_sweep_uses_hnsw(data: Path, 
 def test_precision_is_hashed_as_what_it_trains_in(data: Path, tmp_path: Path, amx: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """auto names the cell of the precision it resolves to; fp32 keeps the names from before the setting."""
-    import sslkit.training.train
+    import sslkit.training.device
 
-    monkeypatch.setattr(sslkit.training.train, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(sslkit.training.device, "cpu_has_amx_bf16", lambda: amx)
     spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
     dirs = {p: load_sweep(spec, overrides=["train.device=cpu", f"train.precision={p}"]).cells[0].dir
             for p in ("auto", "fp32", "bf16")}

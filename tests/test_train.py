@@ -121,7 +121,7 @@ def test_summary_validation_is_of_the_final_step(data: Path) -> None:
 
 def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Path) -> None:
     import json
-    from sslkit.training.train import uses_bf16
+    from sslkit.training.device import uses_bf16
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert uses_bf16("auto", cuda, amx=False) and uses_bf16("auto", cpu, amx=True)
     assert not uses_bf16("auto", cpu, amx=False)

@@ -98,7 +98,8 @@ def run_specs(specs: dict[str, Path], runs: Path, *, quick: bool = False, budget
     """
     from sslkit import console
     from sslkit.data import io
-    from sslkit.study.sweep import cell_status, load_sweep, run_sweep, summarize_sweep, write_summary
+    from sslkit.study.cells import cell_status
+    from sslkit.study.sweep import load_sweep, run_sweep, summarize_sweep, write_summary
 
     # Wall time per spec, kept beside the runs: a rerun that trains nothing reports the time the
     # cells took when they were trained, not the seconds it took to skip them. The running total is

@@ -361,3 +361,11 @@ def _leave_last_out(pairs: pl.DataFrame, unit: list[str], *, time: str, fraction
     units = pairs.select(pl.struct(unit).n_unique()).item()
     report.update(split_groups=units, test_groups=int(pairs.filter(pl.Series(is_test)).select(pl.struct(unit).n_unique()).item()))
     return is_test
+
+
+def row_lookup(df: pl.DataFrame, id_col: str) -> pl.DataFrame:
+    """(id as a string, row number) for every row of an entity table: how pairs find their rows.
+
+    Shared by the in-memory build (`store`) and the streamed one (`pairstream`), so both map ids the same way.
+    """
+    return df.select(pl.col(id_col).cast(pl.String).alias("id"), pl.int_range(pl.len(), dtype=pl.Int64).alias("row"))

@@ -90,8 +90,6 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
     Raises:
         DataError / SchemaError: as the in-memory build, with the same messages.
     """
-    from sslkit.data.store import _row_lookup
-
     ic, sp = cfg.interactions, cfg.split
     ipath = cfg.resolve(ic.path) or "-"
     lf = _scan(ipath, ic.format, strings=events.id_sources(cfg))
@@ -104,8 +102,8 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
                                  .alias(id_column(parts)))
     qcol, icol = ic.query_column(), ic.item_column()
     extra = [ic.time] if sp.method == "time" and ic.time else [sp.column] if sp.method == "column" else []
-    item_rows = _row_lookup(items_df, cfg.item_id())
-    query_rows = item_rows if cfg.item_to_item() else _row_lookup(queries_df, cfg.query_id())
+    item_rows = events.row_lookup(items_df, cfg.item_id())
+    query_rows = item_rows if cfg.item_to_item() else events.row_lookup(queries_df, cfg.query_id())
     lookups = [(icol, item_rows, "item_row"), (qcol, query_rows, "query_row")]
     for col, rows, name in lookups:
         lf = lf.join(rows.lazy().rename({"id": col, "row": name}), on=col, how="left", maintain_order="left")

@@ -196,7 +196,7 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
     qcol, icol = inter_cfg.query_column(), inter_cfg.item_column()
 
     items_df, items_path = _entity_frame(cfg, log_df, ipath, entity="items")
-    item_rows = _row_lookup(items_df, cfg.item_id())
+    item_rows = events.row_lookup(items_df, cfg.item_id())
     report.update(pairs_read=inter.height, items=items_df.height)
     pairs = inter.with_row_index("pair").join(
         item_rows.rename({"id": icol, "row": "item_row"}), on=icol, how="left")
@@ -204,7 +204,7 @@ def build(cfg: Config, *, log: Log = lambda _: None) -> FeatureStore:
         queries_df, queries_path, query_rows = items_df, items_path, item_rows
     else:
         queries_df, queries_path = _entity_frame(cfg, log_df, ipath, entity="queries")
-        query_rows = _row_lookup(queries_df, cfg.query_id())
+        query_rows = events.row_lookup(queries_df, cfg.query_id())
     pairs = pairs.join(query_rows.rename({"id": qcol, "row": "query_row"}), on=qcol, how="left").sort("pair")
     pairs = _drop_unknown(pairs, cfg, ipath, report, log)
     train, test = _split(pairs, cfg, report)
@@ -282,10 +282,6 @@ def _entity_frame(cfg: Config, inter: pl.DataFrame, ipath: str, *, entity: str) 
     for name, feat in feats.items():
         check_feature(df, feat.source(name), feat, path=path, key=f"{entity}.features.{name}")
     return df, path
-
-
-def _row_lookup(df: pl.DataFrame, id_col: str) -> pl.DataFrame:
-    return df.select(pl.col(id_col).cast(pl.String).alias("id"), pl.int_range(pl.len(), dtype=pl.Int64).alias("row"))
 
 
 def _drop_unknown(pairs: pl.DataFrame, cfg: Config, path: str, report: dict[str, Any], log: Log) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from sslkit.data import encode, events, io
 from sslkit.training.checkpoint import load_state, read_checkpoint
 from sslkit.config import Config, Feature, validate
 from sslkit.errors import CheckpointError, DataChangedError, DataError
-from sslkit.model.towers import FusedTable, Layout, TwoTower, embed_all, fuse
+from sslkit.model.towers import Layout, TwoTower, embed_all, fuse
 from sslkit.data.schema import FeatureSpec, check_feature, check_ids, require_columns
 from sslkit.data.store import EntityTable, FeatureStore
 

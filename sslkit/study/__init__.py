@@ -1,0 +1,7 @@
+"""Studies: grids and tuning studies that answer "does this method help on my data?".
+
+Takes a study spec (YAML: a schema, arms or a grid, budgets, seeds); gives resumable cell run
+directories and a summary with paired intervals. `spec` parses and names cells, `cells` runs
+and reads them, `compare` computes the comparisons, `tuning` is the tuning protocol, `sweep`
+the entry point that `sslkit sweep` calls.
+"""

@@ -10,30 +10,14 @@ from __future__ import annotations
 import itertools
 import math
 import zlib
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from sslkit.errors import ConfigError
-from sslkit.study.sweep import (CI_PAIRED, REPORTED, Cell, CellResult, Event, Sweep, full_key, group_row, make_cell,
-                          run_cells, versus)
-
-
-@dataclass
-class Arm:
-    """A tuning study's arm: fixed values, its candidate cells (tuned) or its parent (derived)."""
-
-    name: str
-    fixed: dict[str, Any]
-    space: dict[str, list[Any]] = field(default_factory=dict)
-    parent: str | None = None
-    grid_size: int = 0
-    tuning: list[Cell] = field(default_factory=list)
-
-    @property
-    def sampled(self) -> bool:
-        return self.grid_size > len(self.tuning)
+from sslkit.study.cells import CellResult, Event, run_cells
+from sslkit.study.compare import group_row, versus
+from sslkit.study.spec import CI_PAIRED, REPORTED, Arm, Cell, Sweep, full_key, make_cell
 
 
 def plan_study(sweep: Sweep) -> None:
@@ -130,7 +114,7 @@ def planned_cells(sweep: Sweep) -> list[Cell]:
     """Every cell the study will score, as far as it is known now: the tuning cells, then — once an
     arm's tuning cells are all scored on validation — its pick's seeds, null seeds and curves."""
     from sslkit.errors import CheckpointError
-    from sslkit.study.sweep import cell_status, load_result
+    from sslkit.study.cells import cell_status, load_result
 
     done = []
     for c in sweep.cells:

@@ -223,7 +223,7 @@ def init_from_env(device: str = "auto", *, timeout_s: float = 1800) -> World:
         return _current
     import torch.distributed as dist
 
-    from sslkit.training.train import resolve_device
+    from sslkit.training.device import resolve_device
 
     cuda = resolve_device(device).type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -9,7 +9,6 @@ caller (the CLI's signal handler) end it cleanly with a checkpoint.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -25,6 +24,7 @@ import torch
 from sslkit.model import augment, losses
 
 from sslkit.training import distributed
+from sslkit.training.device import resolve_device, uses_bf16
 
 from sslkit.data import io
 from sslkit.training.checkpoint import load_checkpoint, run_metadata, save_checkpoint
@@ -50,15 +50,6 @@ class TrainResult:
     validation: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device=cuda (--device cuda): no CUDA device is available",
-                            hint="use --device cpu or auto")
-    return torch.device(name)
-
-
 @dataclass
 class Setup:
     """Everything the loop needs, built once."""
@@ -82,29 +73,6 @@ class Setup:
     ssl_log_weights: torch.Tensor | None = None  # float (items,) CPU log popularity, for Gumbel-top-k
     world: distributed.World = field(default_factory=distributed.current)  # ranks sharing each global batch
     data_pin: dict[str, str] = field(default_factory=dict)  # store.fingerprint: saved in every checkpoint
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_amx_bf16() -> bool:
-    """Does this CPU multiply bf16 in hardware (Intel AMX-BF16)? Read from /proc/cpuinfo (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
-    except OSError:
-        return False
-
-
-def uses_bf16(precision: str, device: torch.device, amx: bool | None = None) -> bool:
-    """train.precision → bf16 autocast? auto = bf16 where the hardware has bf16 matmuls: CUDA, and CPUs
-    with AMX (`amx`, default: this CPU); fp32 elsewhere, where bf16 would be emulated and slower."""
-    if precision != "auto":
-        return precision == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and (cpu_has_amx_bf16() if amx is None else amx))
-
-
-def training_precision(cfg: Config) -> str:
-    """"fp32" or "bf16": what `train.precision` means for a run of `cfg` on this machine."""
-    return "bf16" if uses_bf16(cfg.train.precision, resolve_device(cfg.train.device)) else "fp32"
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
