@@ -245,7 +245,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Train on N local processes (launches torchrun; see README Scaling).")] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="Train on N local processes (launches torchrun; see docs/scaling.md).")] = None,
     json_out: JsonOpt = False,
     set_: SetOpt = None,
 ) -> None:

@@ -297,21 +297,21 @@ class Model(_Model):
 class Train(_Model):
     """Optimisation settings. The paper (§4) uses Adagrad, lr 0.01, batch 1024, τ 0.07 and no logQ; the
     defaults keep Adagrad and batch but turn logQ on with lr 0.05, τ 0.05 and 20 epochs, chosen
-    against TopPopular on the validation splits of the bundled datasets (README "Defaults").
+    against TopPopular on the validation splits of the bundled datasets (docs/studies.md).
     `--lr 0.01 --set train.logq_correction=false` restores the paper's setting."""
 
     epochs: int = Field(20, ge=1, description="Passes over the training pairs; 20 chosen with lr, τ and logQ on the "
-                                              "bundled datasets' validation splits (README \"Defaults\").")
+                                              "bundled datasets' validation splits (docs/studies.md).")
     steps: int | None = Field(None, ge=1, description="Stop after this many steps (overrides epochs).")
     batch_size: int = Field(1024, ge=2)
     lr: float = Field(0.05, gt=0, description="Learning rate; 0.05 tuned on the bundled datasets' validation "
-                                              "splits (README \"Defaults\"), the paper's is 0.01.")
+                                              "splits (docs/studies.md), the paper's is 0.01.")
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     temperature: float = Field(0.05, gt=0, description="Batch-softmax temperature (eq. 6); 0.05 chosen on the bundled "
-                                                       "datasets' validation splits (README \"Defaults\"), the paper's is 0.07.")
+                                                       "datasets' validation splits (docs/studies.md), the paper's is 0.07.")
     logq_correction: bool = Field(True, description="Subtract log item frequency from logits (Yi et al. 2019). On: "
                                                     "below TopPopular without it on the bundled datasets' validation "
-                                                    "splits (README \"Defaults\"); false is the paper's eq. 6.")
+                                                    "splits (docs/studies.md); false is the paper's eq. 6.")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -351,7 +351,7 @@ class SSL(_Model):
 
 
 class HNSW(_Model):
-    """hnswlib settings. On 1M learned 64-d vectors (README "Retrieval at 1M items"), centering lifts
+    """hnswlib settings. On 1M learned 64-d vectors (docs/retrieval.md), centering lifts
     recall@50 at ef 400 from 0.59 to 0.71 (τ 0.07, 300 steps) and from 0.36 to 0.78 (1,500 steps),
     ties at 0.63 with today's defaults (τ 0.05, 300 steps) and builds faster; M 32 adds 0.03–0.05
     for a 1.5× build."""
@@ -362,7 +362,7 @@ class HNSW(_Model):
     center: bool = Field(True, description="Index the item vectors minus their mean: each query's ranking is "
                                            "unchanged (its scores all shift by q·mean); on learned two-tower vectors "
                                            "the graph search finds as much or more of the exact top K at the default "
-                                           "ef, and builds faster (README \"Retrieval at 1M items\").")
+                                           "ef, and builds faster (docs/retrieval.md).")
 
 
 class Eval(_Model):

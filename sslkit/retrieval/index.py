@@ -284,7 +284,7 @@ class HnswIndex:
     cone: a two-tower model's item vectors share a large common component (on 1M learned vectors
     their mean has norm 0.71–0.88) and its query vectors sit on the far side of it (mean directions
     at cosine −0.80 to −0.88), where a greedy search over the raw vectors misses much of the exact
-    top 50 (`benchmarks/hnsw_recall.py`; README "Retrieval at 1M items" for when centering helps).
+    top 50 (`benchmarks/hnsw_recall.py`; docs/retrieval.md "Retrieval at 1M items" for when centering helps).
 
     Attributes:
         index: the ``hnswlib.Index``.
