@@ -50,13 +50,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from sslkit import runtime  # noqa: E402
+
+_ARGV = " ".join(sys.argv[1:]).replace("=", " ").split()  # read before argparse: torch must not be loaded yet
+if not ("--wait-policy" in _ARGV and _ARGV[_ARGV.index("--wait-policy") + 1:][:1] == ["library"]):
+    runtime.passive_wait_policy()  # as the `sslkit` command does, before torch loads OpenMP
+
 import torch  # noqa: E402
 
 from synthetic import generator  # noqa: E402
-from sslkit import runtime  # noqa: E402
-from sslkit.training import distributed
+from sslkit.training import distributed  # noqa: E402
 from sslkit.config import load_config  # noqa: E402
-from sslkit.training.train import build_setup, num_views, train_step, training_mi  # noqa: E402
+from sslkit.training.device import apply_threads  # noqa: E402
+from sslkit.training.train import build_setup, matmul_flops_per_step, train_step, training_mi  # noqa: E402
 
 ML_SCHEMA = """
 name: ml100k-shape
@@ -99,16 +105,8 @@ def matmul_probe(seconds: float = 2.0) -> float:
 
 def flops_per_example(setup) -> float:
     """Matmul FLOPs per training example: every tower pass forward + backward (3x forward)."""
-    def tower(mlp) -> float:
-        return sum(2 * m.in_features * m.out_features for m in mlp if isinstance(m, torch.nn.Linear))
-    m, cfg = setup.model, setup.cfg
-    b = min(cfg.train.batch_size, len(setup.train_pairs))
-    bs = cfg.ssl.batch_size or b
-    views = num_views(cfg.ssl.aug)
-    d = m.output_dim
-    per_batch = 3 * (b * tower(m.query_mlp) + (b + views * bs) * tower(m.item_mlp))
-    per_batch += 3 * 2 * b * b * d + (3 * 2 * bs * bs * d if views else 0)  # logits matmuls
-    return per_batch / b
+    b = min(setup.cfg.train.batch_size, len(setup.train_pairs))
+    return matmul_flops_per_step(setup) * setup.world.size / b
 
 
 def sync(setup) -> None:
@@ -147,9 +145,9 @@ def timed(setup, steps: int) -> tuple[float, float, float, float]:
             1e3 * reduce_s[0] / steps)
 
 
-def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | None, precision: str = "auto",
+def run_shape(name: str, work: Path, steps: int, repeats: int, threads: int | None, precision: str = "auto",
               device: str = "cpu", sparse: str | None = None, items: int | None = None,
-              pairs: int | None = None) -> dict:
+              pairs: int | None = None, no_probe: bool = False) -> dict:
     spec = SHAPES[name]
     out = work / name
     world = distributed.current()
@@ -171,6 +169,9 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
     mi = training_mi(cfg, store, lambda _: None)
     names = [n for n, s in store.items.specs.items() if not s.dense]
     setup = build_setup(cfg, store, [[names.index(f) for f in mi["mask_sets"][n]] for n in names])
+    choice = apply_threads(threads, matmul_flops_per_step(setup), setup.device)
+    probe = matmul_probe() if device == "cpu" and not no_probe else None  # at the threads the shape runs with
+    load_start = runtime.machine()["loadavg"]
     timed(setup, 5)  # warm-up
     runs = [timed(setup, steps) for _ in range(repeats)]
     rates = [r[0] for r in runs]
@@ -183,14 +184,15 @@ def run_shape(name: str, work: Path, steps: int, repeats: int, probe: float | No
             "items": store.items.rows, "train_pairs": len(store.splits["train"]),
             "item_features": names, "batch_size": cfg.train.batch_size, "hidden": cfg.model.hidden,
             "embedding_dim": cfg.model.embedding_dim, "aug": cfg.ssl.aug, "precision": precision,
-            "towers_in": "bf16" if setup.bf16 else "fp32", "steps": steps,
+            "towers_in": "bf16" if setup.bf16 else "fp32", "threads": choice.to_json(), "steps": steps,
+            "loadavg_start": load_start, "loadavg_end": runtime.machine()["loadavg"],
             "examples_per_s_runs": [round(r) for r in rates], "examples_per_s": round(rate),
             "examples_per_cpu_s": round(statistics.median(r[2] for r in runs)),
             "gradient_reduce_ms_per_step": round(statistics.median(r[3] for r in runs), 2),
             "page_faults_per_step": round(statistics.median(r[1] for r in runs), 1),
             "target_examples_per_s": spec["target"], "meets_target": rate >= spec["target"],
             "epoch_1b_pairs_minutes": round(1e9 / rate / 60, 1),
-            "matmul_gflop_per_example": round(fpe / 1e9, 5), **bound,
+            "matmul_gflop_per_example": round(fpe / 1e9, 5), "matmul_probe_gflops": probe and round(probe, 1), **bound,
             "generate_s": round(gen_s, 2), "preprocess_s": round(prep_s, 2)}
 
 
@@ -198,7 +200,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", default="auto", help="per process: a number, or auto (sslkit's default policy)")
+    p.add_argument("--wait-policy", choices=["passive", "library"], default="passive",
+                   help="OMP_WAIT_POLICY=PASSIVE unless set (sslkit's default), or the OpenMP library's default")
+    p.add_argument("--no-probe", action="store_true", help="skip the 2-s matmul probe")
     p.add_argument("--shape", default="wikipedia,ml100k")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--system-malloc", action="store_true", help="leave glibc malloc's defaults (the library case)")
@@ -212,20 +217,20 @@ def main() -> None:
     if a.nproc > 1 and not distributed.launched():
         sys.exit(relaunch(a))
     world = distributed.init_from_env(a.device)
-    threads = max(1, a.threads // world.size)
-    torch.set_num_threads(threads)
+    threads = None if a.threads == "auto" else max(1, int(a.threads) // world.size)
     kept = not a.system_malloc and runtime.keep_freed_memory()  # as the `sslkit` command does
-    probe = matmul_probe() if a.device == "cpu" else None
+    start = runtime.machine()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work or tmp)
-        shapes = [run_shape(s, work, a.steps, a.repeats, probe, a.precision, a.device, a.sparse_reduce, a.items, a.pairs)
-                  for s in a.shape.split(",")]
+        shapes = [run_shape(s, work, a.steps, a.repeats, threads, a.precision, a.device, a.sparse_reduce, a.items,
+                            a.pairs, a.no_probe) for s in a.shape.split(",")]
     if world.is_main:
         print(json.dumps({"benchmark": "train_throughput", "device": a.device, "world_size": world.size,
-                          "threads_per_process": threads, "torch": torch.__version__,
+                          "machine": start | {"loadavg_end": runtime.machine()["loadavg"]},
+                          "threads_requested": a.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "library default"),
+                          "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name() if a.device == "cuda" else None,
-                          "matmul_probe_gflops": probe and round(probe, 1), "keep_freed_memory": kept,
-                          "shapes": shapes}, indent=1))
+                          "keep_freed_memory": kept, "shapes": shapes}, indent=1))
     distributed.shutdown()
 
 
@@ -241,7 +246,8 @@ def relaunch(a: argparse.Namespace) -> int:
             skip = arg == "--nproc"
         if not a.work:
             argv += ["--work", tmp]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, a.threads // a.nproc))}
+        per_rank = max(1, (len(runtime.usable_cpus()) if a.threads == "auto" else int(a.threads)) // a.nproc)
+        env = {**os.environ, "OMP_NUM_THREADS": str(per_rank)}
         return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                 f"--nproc-per-node={a.nproc}", __file__, *argv], env=env)
 

@@ -124,6 +124,7 @@ def main_options(
 ) -> None:
     """sslkit: profile, init, mi, train, eval, embed, recommend, sweep — see `sslkit COMMAND --help`."""
     console.set_quiet(quiet)
+    runtime.passive_wait_policy()  # before torch loads OpenMP: idle workers sleep (sslkit.runtime, "Threads")
     runtime.keep_freed_memory()  # the tool owns its process: reuse freed tensor memory (sslkit.runtime)
 
 
@@ -222,7 +223,8 @@ def mi(
 _TRAIN_FLAGS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout", "epochs": "train.epochs",
                 "steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
                 "optimizer": "train.optimizer", "fraction": "split.fraction", "seed": "train.seed",
-                "device": "train.device", "precision": "train.precision", "mi": "ssl.mi_path"}
+                "device": "train.device", "precision": "train.precision", "mi": "ssl.mi_path",
+                "threads": "train.threads"}
 
 
 @app.command()
@@ -240,7 +242,8 @@ def train(
     fraction: Annotated[Optional[float], typer.Option("--fraction", help="Use this share of training pairs.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for init, batches and augmentation.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA and AMX CPUs).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with avx512_bf16 or amx_bf16).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (train.threads; default: 1 for a small model, else the idle usable CPUs).")] = None,
     mi_path: Annotated[Optional[Path], typer.Option("--mi", help="MI JSON from `sslkit mi --out` (else computed).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
@@ -258,7 +261,8 @@ def train(
 
     flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
              "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
-             "device": device, "precision": precision, "mi": str(mi_path.resolve()) if mi_path else None}
+             "device": device, "precision": precision, "mi": str(mi_path.resolve()) if mi_path else None,
+             "threads": threads}
     given = {k: v for k, v in flags.items() if v is not None}
     explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in given.items()]
     cfg = _config(schema, [*(set_ or []), *explicit], flags={_TRAIN_FLAGS[k]: "--" + k.replace("_", "-") for k in given})

@@ -316,7 +316,10 @@ class Train(_Model):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Tower math: bf16 autocast or fp32; auto = bf16 where the hardware multiplies bf16 "
-                            "(CUDA, CPUs with AMX), fp32 elsewhere.")
+                            "(CUDA; CPUs with avx512_bf16 or amx_bf16), fp32 elsewhere.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; default: 1 for a small model, else the usable "
+                                                        "CPUs other processes leave idle (OMP_NUM_THREADS, when set, "
+                                                        "is the default). Does not name a study cell.")
     eval_every: int = Field(0, ge=0, description="Validation every N steps; 0 = once per epoch.")
     eval_queries: int = Field(1000, ge=1, description="Validation-split queries sampled for train's validation recall.")
     log_every: int = Field(20, ge=1, description="Write metrics.jsonl every N steps.")

@@ -138,7 +138,9 @@ class TrainDisplay:
         if quiet():
             return
         if kind == "start":
-            log(f"training on {p['device']} ({p['precision']}): {p['parameters']:,} parameters, "
+            flags = ", ".join(p.get("cpu_bf16_flags") or []) or "no bf16 CPU flags"
+            log(f"training on {p['device']} ({p['precision']}; {flags}), {p.get('threads', '?')} thread(s) "
+                f"({p.get('threads_reason', '')}): {p['parameters']:,} parameters, "
                 f"{p['total_steps']:,} steps ({p['steps_per_epoch']:,} per epoch)")
             if show_progress():
                 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

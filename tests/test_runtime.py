@@ -45,3 +45,87 @@ def test_training_steps_stop_faulting_freed_memory_back_in(data: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 def test_keep_freed_memory_applies_on_glibc() -> None:
     assert keep_freed_memory() is True
+
+
+# ---- threads and precision: chosen from the machine, overridable, recorded -------------------------
+
+import json  # noqa: E402
+
+import sslkit.runtime as runtime  # noqa: E402
+
+
+@pytest.mark.parametrize("flags, bf16", [({"avx2", "avx512f"}, False), ({"avx512f", "avx512_bf16"}, True),
+                                         ({"amx_bf16", "amx_tile"}, True)])
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_bf16(flags: set[str], bf16: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from sslkit.training.device import cpu_bf16_flags, precision_record, uses_bf16
+
+    monkeypatch.setattr(runtime, "cpu_info", lambda: ("Some CPU", frozenset(flags)))
+    cpu = torch.device("cpu")
+    assert uses_bf16("auto", cpu) is bf16
+    assert cpu_bf16_flags() == sorted(flags & {"avx512_bf16", "amx_bf16"})
+    assert uses_bf16("fp32", cpu) is False and uses_bf16("bf16", cpu) is True  # explicit settings win
+    assert precision_record(bf16, cpu) == {"precision": "bf16" if bf16 else "fp32", "cpu": "Some CPU",
+                                           "cpu_bf16_flags": cpu_bf16_flags()}
+
+
+def test_threads_follow_the_setting_then_omp_num_threads_then_the_work_and_idle_cpus(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert (runtime.choose_threads(2, 1e12).threads, runtime.choose_threads(2, 1e12).reason) == (2, "train.threads")
+    assert (runtime.choose_threads(None, 1e12).threads, runtime.choose_threads(None, 1e12).reason) == (3, "OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    small = runtime.choose_threads(None, runtime.SMALL_STEP_FLOPS / 2)
+    assert small.threads == 1 and small.reason.startswith("small model")
+    for idle, threads in [(0.2, 1), (1.6, 2), (3.9, 4)]:
+        monkeypatch.setattr(runtime, "free_cpus", lambda cpus, seconds=0.25, idle=idle: idle)
+        choice = runtime.choose_threads(None, 1e12)
+        assert choice.threads == threads and choice.to_json()["free_cpus"] == idle and choice.to_json()["usable_cpus"] == 4
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: [5])
+    assert runtime.choose_threads(None, 1e12).threads == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat")
+def test_free_cpus_is_a_share_of_the_usable_cpus() -> None:
+    cpus = runtime.usable_cpus()
+    free = runtime.free_cpus(cpus, seconds=0.05)
+    assert free is not None and 0 <= free <= len(cpus) + 1e-9
+
+
+WAIT = "import os, sys; from sslkit import runtime; {pre}print(runtime.passive_wait_policy(), os.environ.get('OMP_WAIT_POLICY'))"
+
+
+@pytest.mark.parametrize("env, pre, expected", [({}, "", "PASSIVE PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "", "ACTIVE ACTIVE"),
+                                                ({}, "import torch; ", "library default None")])
+def test_passive_wait_policy_unless_the_user_set_one_or_torch_is_loaded(env: dict[str, str], pre: str,
+                                                                        expected: str) -> None:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", WAIT.format(pre=pre)], capture_output=True, text=True, check=True,
+                         env=base | env, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == expected
+
+
+def test_run_json_records_threads_precision_and_the_cpu_flags(data: Path, tmp_path: Path) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from sslkit.cli import app
+    from sslkit.training.device import cpu_bf16_flags
+
+    before = torch.get_num_threads()
+    try:
+        r = CliRunner().invoke(app, ["train", str(data / "schema.yaml"), "--out", str(tmp_path / "run"), "--threads", "1",
+                                     "--steps", "1", "--batch-size", "32", "--precision", "fp32"])
+        assert r.exit_code == 0, r.stderr
+        meta = json.loads((tmp_path / "run/run.json").read_text())
+        assert meta["threads"]["threads"] == 1 and meta["threads"]["reason"] == "train.threads"
+        assert meta["precision"] == meta["precision_choice"]["precision"] == "fp32"
+        assert meta["precision_choice"]["cpu_bf16_flags"] == cpu_bf16_flags()
+        assert "1 thread(s) (train.threads)" in " ".join(r.stderr.split()) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

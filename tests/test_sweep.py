@@ -161,7 +161,7 @@ def test_precision_is_hashed_as_what_it_trains_in(data: Path, tmp_path: Path, am
     """auto names the cell of the precision it resolves to; fp32 keeps the names from before the setting."""
     import sslkit.training.device
 
-    monkeypatch.setattr(sslkit.training.device, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(sslkit.training.device, "cpu_has_native_bf16", lambda: amx)
     spec = write_spec(tmp_path / "s.yaml", data / "schema.yaml")
     dirs = {p: load_sweep(spec, overrides=["train.device=cpu", f"train.precision={p}"]).cells[0].dir
             for p in ("auto", "fp32", "bf16")}

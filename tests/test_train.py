@@ -123,9 +123,9 @@ def test_bf16_precision_trains_deterministically_and_differs_from_fp32(data: Pat
     import json
     from sslkit.training.device import uses_bf16
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert uses_bf16("auto", cuda, amx=False) and uses_bf16("auto", cpu, amx=True)
-    assert not uses_bf16("auto", cpu, amx=False)
-    assert uses_bf16("bf16", cpu, amx=False) and not uses_bf16("fp32", cuda) and not uses_bf16("fp32", cpu, amx=True)
+    assert uses_bf16("auto", cuda, native=False) and uses_bf16("auto", cpu, native=True)
+    assert not uses_bf16("auto", cpu, native=False)
+    assert uses_bf16("bf16", cpu, native=False) and not uses_bf16("fp32", cuda) and not uses_bf16("fp32", cpu, native=True)
     cfg, store, mi = setup(data, "train.steps=3", "train.precision=bf16")
     a = train(cfg, store, run_dir=data / "bf_a", mi=mi)
     train(cfg, store, run_dir=data / "bf_b", mi=mi)

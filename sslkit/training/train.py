@@ -24,7 +24,7 @@ import torch
 from sslkit.model import augment, losses
 
 from sslkit.training import distributed
-from sslkit.training.device import resolve_device, uses_bf16
+from sslkit.training.device import apply_threads, precision_record, resolve_device, uses_bf16
 
 from sslkit.data import io
 from sslkit.training.checkpoint import load_checkpoint, run_metadata, save_checkpoint
@@ -242,6 +242,20 @@ def _sample_items(s: Setup, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(s.ssl_cdf, u).clamp_max(n_items - 1)
 
 
+def matmul_flops_per_step(s: Setup) -> float:
+    """Matmul FLOPs of one training step (one rank's share): every tower layer and logits matrix,
+    forward and backward (3x forward). What `runtime.choose_threads` sizes the thread count by."""
+    def tower(mlp: torch.nn.Module) -> float:
+        return sum(2 * m.in_features * m.out_features for m in mlp if isinstance(m, torch.nn.Linear))
+    m, cfg = s.model, s.cfg
+    b = min(cfg.train.batch_size, len(s.train_pairs))
+    views = num_views(cfg.ssl.aug)
+    bs = (cfg.ssl.batch_size or b) if views else 0
+    per_batch = 3 * (b * tower(m.query_mlp) + (b + views * bs) * tower(m.item_mlp))
+    per_batch += 3 * 2 * b * b * m.output_dim + 3 * 2 * bs * bs * m.output_dim  # logits matmuls
+    return per_batch / s.world.size
+
+
 def num_views(aug: str) -> int:
     """Item-tower passes of the SSL task per SSL item: 0 (no SSL), 1 (`so`), 2 (two views)."""
     return 0 if not augment.uses_ssl(aug) else 1 if aug == "so" else 2
@@ -286,15 +300,19 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     precision = "bf16" if s.bf16 else "fp32"  # what train.precision resolved to here
+    threads = apply_threads(cfg.train.threads, matmul_flops_per_step(s), s.device)
     if s.world.is_main:
         io.write_json(run_dir / "config.json", dump_config(cfg))
-        io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device, precision) | {"world_size": s.world.size})
+        io.write_json(run_dir / "run.json", run_metadata(store, argv, s.device, precision)
+                      | {"world_size": s.world.size, "precision_choice": precision_record(s.bf16, s.device),
+                         "threads": threads.to_json()})
         io.write_json(run_dir / "vocabs.json", {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()})
         if mi:
             io.write_json(run_dir / "mi.json", mi)
     val = validation_set(store, cfg)
     on_event("start", {"total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "device": str(s.device),
-                       "precision": precision,
+                       "precision": precision, "cpu_bf16_flags": precision_record(s.bf16, s.device)["cpu_bf16_flags"],
+                       "threads": threads.threads, "threads_reason": threads.reason,
                        "step": step, "parameters": sum(p.numel() for p in s.model.parameters())})
     batch = min(cfg.train.batch_size, len(s.train_pairs))
     validation: dict[str, float] = {}
@@ -521,7 +539,7 @@ def check_out_dir(run_dir: Path) -> None:
 
 # settings a resumed run may change: how long it runs, how it logs and validates, where files live
 RESUMABLE = ("train.steps", "train.epochs", "train.log_every", "train.eval_every", "train.eval_queries",
-             "train.device", "eval.", "cache_dir", "base_dir", "name", "ssl.mi_path")
+             "train.device", "train.threads", "eval.", "cache_dir", "base_dir", "name", "ssl.mi_path")
 
 
 def resume_state(run_dir: Path, cfg: Config) -> dict[str, Any]:
