@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sslkit import runtime  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -51,6 +54,7 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="also time --index exact (slow: ~4 ms per query)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/sslkit-eval-e2e"))
     args = ap.parse_args()
+    machine = runtime.machine()  # CPU, bf16 flags, load at the start
 
     data = args.work / f"data-{args.items}-{args.pairs}"
     if not (data / "schema.yaml").exists():
@@ -74,6 +78,7 @@ def main() -> None:
         "eval_hnsw_wall_s": round(eval_s, 1), "index_build_s": r["index_build_seconds"],
         "retrieval_s": r["retrieval_seconds"], "ann_recall": {k: v for k, v in r.items() if k.startswith("ann_recall")},
         "meets_180s_target": eval_s <= 180, "threads": os.cpu_count(),
+        "machine": machine | {"loadavg_end": runtime.machine()["loadavg"]},
     }
     if args.exact:
         exact_s, out = sslkit("eval", str(run), "--index", "exact", "--json")

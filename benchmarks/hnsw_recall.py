@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--xbox", action="store_true", help="also centred vectors lifted onto a sphere: v' = [v - m, "
                     "sqrt(R^2 - |v - m|^2)], queries [q, 0] (the same inner products; Bachrach et al. 2014)")
     args = ap.parse_args()
+    from sslkit import runtime
+
+    machine = runtime.machine()  # CPU, bf16 flags, load at the start
 
     import torch
 
@@ -139,6 +142,7 @@ def main() -> None:
                     log(f"{name} M={m} efc={efc} ef={ef}: {graph['search'][-1]}")
                 result["graphs"].append(graph)
                 del index
+    result["machine"] = machine | {"loadavg_end": runtime.machine()["loadavg"]}
     print(json.dumps(result))
 
 

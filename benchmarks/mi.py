@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from sslkit import runtime  # noqa: E402
 from sslkit.data.mi import mutual_information  # noqa: E402
 
 TARGET_SPEEDUP = 10
@@ -69,6 +70,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed sslkit runs; the median is reported (default 3)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
+    machine = runtime.machine()  # CPU, bf16 flags, load at the start
     if a.rows < 2 or a.features < 2 or a.repeats < 1:
         p.error("need --rows >= 2, --features >= 2 and --repeats >= 1")
     from sklearn.metrics import mutual_info_score
@@ -98,7 +100,8 @@ def main() -> None:
     print(json.dumps({"benchmark": "mi", "rows": a.rows, "features": len(names), "pairs": len(pairs),
                       "sslkit_s": round(ours, 4), "sklearn_s": round(theirs, 4), "speedup": round(speedup, 1),
                       "max_abs_diff": diff, "target_speedup": TARGET_SPEEDUP,
-                      "meets_target": bool(speedup >= TARGET_SPEEDUP and diff <= TOLERANCE)}))
+                      "meets_target": bool(speedup >= TARGET_SPEEDUP and diff <= TOLERANCE),
+                      "machine": machine | {"loadavg_end": runtime.machine()["loadavg"]}}))
 
 
 if __name__ == "__main__":

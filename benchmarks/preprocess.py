@@ -99,6 +99,9 @@ def main() -> None:
                    "(the build does the same work per pair; saves generation time)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
+    from sslkit import runtime
+
+    machine = runtime.machine()  # CPU, bf16 flags, load at the start
     if a.child:
         return child(a.child, a.in_memory)
     sizes = [int(s) for s in a.pairs.split(",")]
@@ -130,7 +133,8 @@ def main() -> None:
         slope = (np.polyfit([r["pairs"] for r in rows], [r["peak_rss_mb"] * 2**20 for r in rows], 1)[0]
                  if len(rows) > 1 else None)
         print(json.dumps({"benchmark": "preprocess", "path": "in-memory" if a.in_memory else "streamed",
-                          "rows": rows, "rss_bytes_per_pair": None if slope is None else round(float(slope), 2)},
+                          "rows": rows, "rss_bytes_per_pair": None if slope is None else round(float(slope), 2),
+                          "machine": machine | {"loadavg_end": runtime.machine()["loadavg"]}},
                          indent=1))
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from sslkit import runtime  # noqa: E402
 from sslkit.retrieval.index import HnswIndex, ann_recall, exact_topk  # noqa: E402
 
 EVAL_QUERIES = 100_000
@@ -106,6 +107,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print its JSON report."""
     a = parse(argv)
+    machine = runtime.machine()  # CPU, bf16 flags, load at the start
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     x, q = corpus(a.items, a.dim, a.queries, a.seed)
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hnsw": hnsw, "exact": exact,
         "eval_100k_queries_s": {"hnsw_build_plus_query": round(eval_hnsw, 1), "hnsw_query_only":
                                 round(EVAL_QUERIES / hnsw["queries_per_s"], 1), "exact": round(eval_exact, 1)},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "numpy": np.__version__},
+        "machine": machine | {"loadavg_end": runtime.machine()["loadavg"], "python": platform.python_version(),
+                              "torch": torch.__version__, "numpy": np.__version__},
     }
     print(json.dumps(report))
     return report

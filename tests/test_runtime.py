@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sslkit import runtime
 from sslkit.runtime import keep_freed_memory
 
 PROBE = """
@@ -48,10 +50,6 @@ def test_keep_freed_memory_applies_on_glibc() -> None:
 
 
 # ---- threads and precision: chosen from the machine, overridable, recorded -------------------------
-
-import json  # noqa: E402
-
-import sslkit.runtime as runtime  # noqa: E402
 
 
 @pytest.mark.parametrize("flags, bf16", [({"avx2", "avx512f"}, False), ({"avx512f", "avx512_bf16"}, True),
