@@ -13,7 +13,8 @@
 Also measures this machine's matmul throughput with a probe in the same run and reports the share
 of the matmul-bound limit each shape reaches (model FLOPs per example counted analytically).
 
-    python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads 2] [--shape wikipedia,ml100k]
+    python benchmarks/train_throughput.py [--steps 60] [--repeats 3] [--threads auto|N] [--shape wikipedia,ml100k]
+        [--wait-policy passive|library] [--no-probe]
         [--precision auto|fp32|bf16] [--system-malloc] [--device cpu|cuda] [--nproc N]
         [--sparse-reduce all_reduce|all_gather|dense] [--items N] [--pairs N] [--work DIR]
 
@@ -27,9 +28,15 @@ the ranks, and examples/s counts global examples. `--sparse-reduce` picks how th
 embedding-table gradients (default: all_reduce on gloo, all_gather on nccl; `dense` densifies them
 first, what DistributedDataParallel would need on nccl), to measure what each costs.
 
+`--threads auto` (the default) chooses threads per shape as `sslkit train` does (`sslkit.runtime.
+choose_threads`: one for a small step, else the idle usable CPUs); each shape's `threads` says what
+and why. Like the command, the benchmark sets `OMP_WAIT_POLICY=PASSIVE` before torch loads unless it
+is set; `--wait-policy library` leaves OpenMP's own default (spin, then sleep) to measure the
+difference. `machine` records the CPU model, its bf16 flags and the load average at start and end.
+
 `--precision` is `train.precision`: `auto` (the default, as in `sslkit train`) runs the towers under
-bf16 autocast on a CPU with AMX and in fp32 elsewhere; `towers_in` in the output says which. The
-matmul probe stays fp32. Like the `sslkit` command, the benchmark keeps freed memory for reuse
+bf16 autocast on a CPU with avx512_bf16 or AMX and in fp32 elsewhere; `towers_in` in the output says
+which. The matmul probe stays fp32 and runs at each shape's threads (`--no-probe` skips it). Like the `sslkit` command, the benchmark keeps freed memory for reuse
 (`sslkit.runtime`); `--system-malloc` measures without. (The probe's large buffers already raise
 glibc's own thresholds, so in this process the difference is small; `page_faults_per_step` shows it.)
 """

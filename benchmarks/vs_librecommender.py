@@ -131,7 +131,7 @@ def prepare(data: Path, work: Path, seed: int = 0) -> dict:
     return {"train_rows": int((~test).sum()), "test_rows": int(test.sum())}
 
 
-def run_sslkit(work: Path, variant: str, seed: int, epochs: int) -> dict:
+def run_sslkit(work: Path, variant: str, seed: int, epochs: int, sets: list[str] | None = None) -> dict:
     """Train in this process on one thread (CPU time of the training call), then the test Recall@50."""
     import torch
 
@@ -144,10 +144,15 @@ def run_sslkit(work: Path, variant: str, seed: int, epochs: int) -> dict:
     cfg = load_config(work / "schema.yaml", [f"ssl.aug={variant}", f"ssl.alpha={ALPHA}", f"train.seed={seed}",
                                              f"train.epochs={epochs}", f"train.batch_size={BATCH}", "train.threads=1",
                                              f"model.embedding_dim={EMBED}", f"model.hidden={json.dumps(HIDDEN)}",
-                                             f"train.temperature={TAU}", "train.device=cpu", f"cache_dir={work / 'cache'}"])
+                                             f"train.temperature={TAU}", "train.device=cpu", f"cache_dir={work / 'cache'}",
+                                             *(sets or [])])
     store = load_or_build(cfg, log=lambda _: None)
     mi = training_mi(cfg, store, lambda _: None) if variant == "cfm" else None
     run = work / f"sslkit-{variant}-s{seed}"
+    if run.exists():  # a rerun in the same --work
+        import shutil
+
+        shutil.rmtree(run)
     c0, t0 = time.process_time(), time.perf_counter()
     result = train(cfg, store, run_dir=run, mi=mi)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
@@ -177,6 +182,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--variants", default="none,cfm")
     p.add_argument("--work", help="working directory (default: a temporary one)")
+    p.add_argument("--sslkit-set", action="append", default=[], help="extra sslkit setting, e.g. train.lr=0.1 (repeatable)")
     a = p.parse_args()
     data = Path(a.data)
     if not (data / "ratings.parquet").exists():
@@ -191,7 +197,7 @@ def main() -> None:
             for seed in (int(s) for s in a.seeds.split(",")):  # interleaved: each seed runs both systems back to back
                 for system in ("sslkit", "librecommender") if a.lr_python else ("sslkit",):
                     load = runtime.machine()["loadavg"]
-                    r = run_sslkit(work, variant, seed, a.epochs) if system == "sslkit" else \
+                    r = run_sslkit(work, variant, seed, a.epochs, a.sslkit_set) if system == "sslkit" else \
                         run_lr(a.lr_python, work, variant, seed, a.epochs)
                     r |= {"system": system, "variant": variant, "seed": seed, "loadavg_start": load,
                           "examples_per_cpu_s": round(r["examples"] / r["cpu_s"]),
@@ -213,7 +219,7 @@ def main() -> None:
                                                     / row["librecommender"]["examples_per_cpu_s"], 2)
         summary[variant] = row
     print(json.dumps({"benchmark": "vs_librecommender", "machine": start | {"loadavg_end": runtime.machine()["loadavg"]},
-                      "rows": rows, "epochs": a.epochs, "threads": 1, "embedding_dim": EMBED, "hidden": HIDDEN,
+                      "rows": rows, "epochs": a.epochs, "sslkit_sets": a.sslkit_set, "threads": 1, "embedding_dim": EMBED, "hidden": HIDDEN,
                       "batch_size": BATCH, "summary": summary, "runs": runs}, indent=1))
 
 
