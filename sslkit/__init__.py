@@ -17,7 +17,9 @@ __version__ = "0.1.0"
 #   1  cells named before the constant existed (autograd backward, torch Adagrad)
 #   2  closed-form softmax-CE / L2-normalize backward, fused dense Adagrad, in-place ReLU; SSL batch
 #      without false negatives (drawn without replacement, accidental hits masked)
-NUMERICS_VERSION = 2
+#   3  an SSL batch larger than the items it is drawn from is capped at their number (it was drawn
+#      with replacement and its duplicates masked)
+NUMERICS_VERSION = 3
 
 
 def source_revision() -> dict[str, object] | None:

@@ -331,7 +331,8 @@ class SSL(_Model):
     aug: Augmentation = Field("none", description="none fd so cfm rfm rfm_no_compl cfm_no_dropout no_mask")
     alpha: float = Field(0.3, ge=0, description="Weight of the SSL loss (eq. 5).")
     temperature: float = Field(0.07, gt=0, description="InfoNCE temperature (eq. 3).")
-    batch_size: int | None = Field(None, ge=2, description="SSL item batch; default = train.batch_size.")
+    batch_size: int | None = Field(None, ge=2, description="SSL item batch; default = train.batch_size. Capped at the "
+                                   "items it is drawn from (the catalog; popularity: the items with training pairs).")
     mask_size: int | None = Field(
         None, ge=1, description="|F_m|, the features view 1 masks (the seed and its most correlated features; "
         "view 2 masks the rest); default floor(k/2) over the k sparse item features: equal halves, the "
@@ -350,6 +351,10 @@ class SSL(_Model):
         "same item in another row) in the SSL loss; keep: i.i.d. draws with replacement and every other row "
         "a negative, as sslkit did before this setting existed (an ablation only).")
     mi: Literal["mi", "nmi"] = Field("mi", description="Correlation measure for CFM: raw or normalized MI.")
+    cfm_id: Literal["paper", "exclude", "alone"] = Field(
+        "paper", description="An id feature (unique per item) in CFM's masking sets: paper = ranked by MI like any "
+        "feature (raw MI puts it in every set: one view never sees the id); exclude = ranked out of the correlation "
+        "order (only its own set holds it); alone = as exclude, and its own set masks the id alone (an ablation).")
     mi_path: str | None = Field(None, description="MI JSON from `sslkit mi --out`; computed if omitted.")
 
 

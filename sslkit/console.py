@@ -129,6 +129,7 @@ class TrainDisplay:
         self.progress: Any = None
         self.task: Any = None
         self.last: dict[str, Any] = {}
+        self.ssl_batch = 0  # the SSL batch (start event): in-batch top-1's chance level is 1/ssl_batch
 
     def __call__(self, kind: str, p: dict[str, Any]) -> None:
         if kind == "warning":  # never silenced, like every warning
@@ -138,6 +139,7 @@ class TrainDisplay:
         if quiet():
             return
         if kind == "start":
+            self.ssl_batch = p.get("ssl_batch", 0)
             flags = ", ".join(p.get("cpu_bf16_flags") or []) or "no bf16 CPU flags"
             log(f"training on {p['device']} ({p['precision']}; {flags}), {p.get('threads', '?')} thread(s) "
                 f"({p.get('threads_reason', '')}): {p['parameters']:,} parameters, "
@@ -152,6 +154,8 @@ class TrainDisplay:
         elif kind == "step":
             self.last = p
             parts = " ".join(f"{k} {p[k]:.4f}" for k in ("loss", "main", "ssl") if k in p)
+            if "ssl_top1" in p and self.ssl_batch:  # the SSL task's own progress, beside its loss
+                parts += f" (top-1 {p['ssl_top1']:.3f}, chance {1 / self.ssl_batch:.3f})"
             line = f"epoch {p['epoch']:.2f} {parts} {p['examples_per_s']:,.0f} ex/s"
             if self.progress is not None:
                 self.progress.update(self.task, completed=p["step"], description=line)

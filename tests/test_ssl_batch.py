@@ -96,10 +96,10 @@ def test_keep_draws_with_replacement_and_a_small_catalog_falls_back(data: Path) 
     assert not keep.ssl_distinct
     draws = _sample_items(keep, 200, torch.Generator().manual_seed(0))
     assert len(draws.unique()) < 200  # i.i.d.: 200 of 300 items collide (~28% duplicate rows)
-    _, _, small = _setup(data, "ssl.aug=no_mask", "ssl.batch_size=400")  # batch > catalog (300)
-    assert not small.ssl_distinct
-    small_draws = _sample_items(small, 400, torch.Generator().manual_seed(1))  # 400 rows from 300 items
-    assert small_draws.shape == (400,) and int(small_draws.max()) < 300 and len(small_draws.unique()) < 300
+    _, _, small = _setup(data, "ssl.aug=no_mask", "ssl.batch_size=400", "ssl.false_negatives=keep")
+    assert not small.ssl_distinct and small.ssl_batch == 300  # batch > catalog (300): capped, i.i.d. draws
+    small_draws = _sample_items(small, 300, torch.Generator().manual_seed(1))
+    assert small_draws.shape == (300,) and int(small_draws.max()) < 300 and len(small_draws.unique()) < 300
 
 
 def _log(run: Path) -> list[dict]:
@@ -122,8 +122,11 @@ def test_metrics_log_the_duplicate_rate_and_top1(data: Path, mode: str, dup: boo
 
 
 def test_so_masks_duplicates_of_a_small_catalog(data: Path) -> None:
-    cfg, _, s = _setup(data, "ssl.aug=so", "ssl.batch_size=512")
+    cfg, _, capped = _setup(data, "ssl.aug=so", "ssl.batch_size=512")
+    assert capped.ssl_batch == 300 and capped.ssl_distinct  # capped at the catalog: no duplicates to mask
     from sslkit.training.train import step_loss
+
+    s = capped.__class__(**{**capped.__dict__, "ssl_batch": 512, "ssl_distinct": False})  # the uncapped path
 
     gen = torch.Generator().manual_seed(3)
     _, parts = step_loss(s, torch.arange(128), gen, stats=True)

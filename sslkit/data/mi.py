@@ -200,6 +200,52 @@ def mask_sets(matrix: np.ndarray, features: Sequence[str], mask_size: int | None
     return out
 
 
+CFM_ID_MODES: tuple[str, ...] = ("paper", "exclude", "alone")
+"""Where CFM's masking sets put an id feature (a feature unique to every item): `ssl.cfm_id`."""
+
+
+def id_features(features: Sequence[str], entropy: Sequence[float], rows: int) -> list[str]:
+    """The features that are an id: every one of the `rows` items has its own value (entropy log(rows)).
+    Give single-valued features only (a bag's entropy counts its values, not its rows).
+
+    Raw MI ranks such a feature first for every seed (its MI with a feature is that feature's whole
+    entropy), so under the paper's definition every CFM masking set holds it.
+    """
+    full = math.log(rows) if rows > 1 else 0.0
+    return [str(f) for f, h in zip(features, entropy) if rows > 1 and h >= full - 1e-9]
+
+
+def cfm_id_sets(matrix: np.ndarray, features: Sequence[str], mask_size: int | None, ids: Sequence[str],
+                mode: str) -> dict[str, list[str]]:
+    """CFM masking sets with the id features placed by `mode` (`ssl.cfm_id`).
+
+    * ``paper``: `mask_sets` unchanged: the id is ranked by its MI like any feature (with raw MI it
+      joins every seed's set, so view 1 never sees the id and view 2 always does).
+    * ``exclude``: the id ranked out of the correlation order — another seed's set takes the id only
+      when every other feature is already in it; the id's own set is the paper's.
+    * ``alone``: as ``exclude``, and the id's own set is the id alone (that view is the features
+      without the id, the other view the id alone).
+
+    Raises:
+        ValueError: unknown `mode`, or as `mask_sets`.
+    """
+    if mode not in CFM_ID_MODES:
+        raise ValueError(f"cfm_id must be one of {', '.join(CFM_ID_MODES)}, got {mode!r}")
+    mat = np.array(matrix, dtype=np.float64)
+    names = [str(f) for f in features]
+    cols = [names.index(f) for f in ids if f in names]
+    if mode == "paper" or not cols:
+        return mask_sets(mat, names, mask_size)
+    for c in cols:
+        others = np.arange(len(names)) != c
+        mat[others, c] = -np.inf  # last in every other seed's order
+    sets = mask_sets(mat, names, mask_size)
+    if mode == "alone":
+        for c in cols:
+            sets[names[c]] = [names[c]]
+    return sets
+
+
 @dataclass
 class _Feature:
     """One feature, factorized: compact codes ``0..card-1`` and what the pairs need."""

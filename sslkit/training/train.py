@@ -73,6 +73,8 @@ class Setup:
     ssl_log_weights: torch.Tensor | None = None  # float (items,) CPU log popularity, for Gumbel-top-k
     world: distributed.World = field(default_factory=distributed.current)  # ranks sharing each global batch
     data_pin: dict[str, str] = field(default_factory=dict)  # store.fingerprint: saved in every checkpoint
+    ssl_batch: int = 0  # items per SSL batch (0: no SSL task); at most the items it draws from (`ssl_batch_size`)
+    ssl_capped_from: int | None = None  # the requested SSL batch when it was capped
 
 
 def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | None) -> Setup:
@@ -97,13 +99,14 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
     table = augment.cfm_mask_table(mi_sets, k).to(device) if mi_sets else None
     batch = min(cfg.train.batch_size, len(pairs))
     support = int((counts > 0).sum()) if popularity else items.ids.shape[0]  # items the SSL batch can hold
-    distinct = cfg.ssl.false_negatives == "avoid" and support >= (cfg.ssl.batch_size or batch)
+    world = distributed.current()
+    ssl_batch, capped_from = ssl_batch_size(cfg.ssl.batch_size or batch, support, world.size)
+    distinct = cfg.ssl.false_negatives == "avoid" and support >= ssl_batch
     steps_per_epoch = max(1, len(pairs) // batch)
     total = cfg.train.steps or steps_per_epoch * cfg.train.epochs
     if cfg.train.optimizer == "adagrad":
-        _dense_gradients_for_small_tables(model, cfg, batch)  # by the global batch: the same tables at any world size
-    world = distributed.current()
-    world.check_divisible(**{"train.batch_size": batch}, **({"ssl.batch_size": cfg.ssl.batch_size or batch}
+        _dense_gradients_for_small_tables(model, cfg, batch, ssl_batch)  # by the global batch: the same tables at any world size
+    world.check_divisible(**{"train.batch_size": batch}, **({"ssl.batch_size": ssl_batch}
                                                             if num_views(cfg.ssl.aug) else {}))
     world.broadcast_parameters(model)
     return Setup(cfg=cfg, device=device, model=model, optimizers=make_optimizers(model, cfg), items=items,
@@ -111,6 +114,8 @@ def build_setup(cfg: Config, store: FeatureStore, mi_sets: list[list[int]] | Non
                  mask_table=table, mask_size=mask_size,
                  steps_per_epoch=steps_per_epoch, total_steps=total, columns=item_layout.columns(device),
                  bf16=uses_bf16(cfg.train.precision, device), ssl_distinct=distinct,
+                 ssl_batch=ssl_batch if num_views(cfg.ssl.aug) else 0,
+                 ssl_capped_from=capped_from if num_views(cfg.ssl.aug) else None,
                  ssl_log_weights=counts.log().float().cpu() if popularity and distinct else None)
 
 
@@ -127,13 +132,26 @@ def batch_pairs(s: Setup, rows: torch.Tensor) -> torch.Tensor:
     return s.train_pairs.index_select(0, rows.cpu()).to(s.device, non_blocking=True).long()
 
 
-def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int) -> None:
+def ssl_batch_size(requested: int, support: int, world_size: int = 1) -> tuple[int, int | None]:
+    """The SSL batch: `requested`, capped at the `support` items it is drawn from (the catalog; the
+    items with training pairs under popularity sampling), rounded down to a multiple of the world size.
+
+    A batch larger than the items it draws from holds every item several times: in-batch top-1 reaches
+    1.0 among the few distinct items, and the task teaches nothing. Returns (size, the requested size
+    when it was capped, else None).
+    """
+    if requested <= support or support < 2:
+        return requested, None
+    return max(world_size, support - support % world_size), requested
+
+
+def _dense_gradients_for_small_tables(model: TwoTower, cfg: Config, batch: int, ssl_batch: int) -> None:
     """Give a table a dense gradient when it has no more rows than a step looks up ids in it.
 
     Adagrad leaves rows with a zero gradient unchanged, so a dense update is the same update; it
     just costs O(rows) instead of sorting and merging the step's (more numerous) sparse entries.
     """
-    item_rows = batch + num_views(cfg.ssl.aug) * (cfg.ssl.batch_size or batch)
+    item_rows = batch + num_views(cfg.ssl.aug) * ssl_batch
     lookups = {id(model.item_embedding): item_rows * model.item_embedding.layout.width}
     q = model.query_embedding
     lookups[id(q)] = lookups.get(id(q), 0) + batch * q.layout.width
@@ -173,7 +191,7 @@ def step_loss(s: Setup, rows: torch.Tensor, gen: torch.Generator, *,
     cfg, aug, dev = s.cfg, s.cfg.ssl.aug, s.device
     pairs = batch_pairs(s, rows)
     b, n_views = len(rows), num_views(aug)
-    bs = (cfg.ssl.batch_size or b) if n_views else 0  # SSL batch
+    bs = s.ssl_batch if n_views else 0  # SSL batch
     q_ids, q_dense = s.queries.gather(pairs[:, 0])
     item_rows, ssl_ids = pairs[:, 1], None
     if n_views:
@@ -313,7 +331,13 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     on_event("start", {"total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch, "device": str(s.device),
                        "precision": precision, "cpu_bf16_flags": precision_record(s.bf16, s.device)["cpu_bf16_flags"],
                        "threads": threads.threads, "threads_reason": threads.reason,
-                       "step": step, "parameters": sum(p.numel() for p in s.model.parameters())})
+                       "step": step, "parameters": sum(p.numel() for p in s.model.parameters()),
+                       **({"ssl_batch": s.ssl_batch} if num_views(cfg.ssl.aug) == 2 else {})})
+    if s.ssl_capped_from is not None:
+        on_event("warning", {"message": f"ssl.batch_size {s.ssl_capped_from} is larger than the {s.ssl_batch} items "
+                                        "the SSL batch is drawn from: capped at " f"{s.ssl_batch} (set ssl.batch_size "
+                                        f"≤ {s.ssl_batch}, e.g. --set ssl.batch_size={max(2, s.ssl_batch // 4)}, to choose it)"})
+    ssl_top1: list[float] = []  # the SSL task's in-batch top-1 at the logged steps (`ssl_task_warning`)
     batch = min(cfg.train.batch_size, len(s.train_pairs))
     validation: dict[str, float] = {}
     validated_at = -1
@@ -347,6 +371,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                            **{k: means[k] for k in parts}, "examples_per_s": rate}  # global means over ranks
                     log.write(json.dumps(rec) + "\n"); log.flush()
                     on_event("step", rec)
+                    if "ssl_top1" in rec:
+                        ssl_top1.append(rec["ssl_top1"])
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:
                     validation, validated_at = _validate(s, val, step, log, on_event), step
             if step_in_epoch >= s.steps_per_epoch:
@@ -366,6 +392,10 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     if (warning := below_toppop(validation, cfg, cold_share=val.cold_share)) is not None:
         summary["warning"] = warning
         on_event("warning", {"message": warning})
+    if (ssl_note := ssl_task_warning(ssl_top1, cfg, ssl_batch=s.ssl_batch, catalog=s.items.ids.shape[0],
+                                     mi=mi, capped=s.ssl_capped_from is not None)) is not None:
+        summary["ssl_warning"] = ssl_note
+        on_event("warning", {"message": ssl_note})
     if s.world.is_main:
         io.write_json(run_dir / "summary.json", summary)
     s.world.barrier()  # no rank leaves before rank 0 has written the run
@@ -475,6 +505,42 @@ def _validate(s: Setup, val: ValidationSet, step: int, log: Any, on_event: Event
         log.write(json.dumps(rec) + "\n"); log.flush()
     on_event("eval", rec)
     return result
+
+
+def ssl_task_warning(top1: list[float], cfg: Config, *, ssl_batch: int, catalog: int,
+                     mi: dict[str, Any] | None, capped: bool = False) -> str | None:
+    """One line when the SSL task's in-batch top-1 (the share of view-1 items whose nearest view-2 item
+    is themselves) stayed at chance (the task learned nothing) or at 1.0 (it is trivial) over the last
+    third of the logged steps, naming the likely causes; None otherwise (and for `so`, which has one view).
+    "At chance": at most max(5/B, 0.01) for an SSL batch of B (chance is 1/B); "trivial": at least 0.99."""
+    if cfg.ssl.aug in ("none", "fd", "so") or not top1 or not ssl_batch:
+        return None
+    late = top1[len(top1) - max(1, len(top1) // 3):]
+    level = sum(late) / len(late)
+    ids = list((mi or {}).get("id_features") or [])
+    sets = (mi or {}).get("mask_sets") or {}
+    in_every = [f for f in ids if sets and all(f in m for m in sets.values())]
+    if level <= max(5 / ssl_batch, 0.01):
+        causes = [f"ssl.alpha {cfg.ssl.alpha:g} may be too small for the SSL gradient to shape the item tower",
+                  f"ssl.temperature {cfg.ssl.temperature:g} (try 0.1–0.5)"]
+        if in_every:
+            causes.insert(0, f"every CFM masking set holds the id feature {in_every[0]!r}, so one view never sees "
+                             "the id and the other always does (try --set ssl.cfm_id=exclude)")
+        return (f"the SSL task learned nothing: its in-batch top-1 stayed at {level:.4f} (chance {1 / ssl_batch:.4f} "
+                f"for an SSL batch of {ssl_batch}) over the last {len(late)} logged steps; likely causes: "
+                + "; ".join(causes))
+    if level >= 0.99:
+        causes = []
+        if capped or ssl_batch >= catalog:
+            causes.append(f"the SSL batch ({ssl_batch}) holds the whole catalog ({catalog} items), so its negatives "
+                          "are few: set a smaller ssl.batch_size")
+        if ids and cfg.ssl.aug in ("no_mask", "rfm_no_compl"):
+            causes.append(f"the id feature {ids[0]!r} reaches both views (--aug {cfg.ssl.aug} does not split the "
+                          "features between the views): they match on the id alone")
+        causes.append("a feature unique to each item kept in both views (mask more, or raise ssl.dropout)")
+        return (f"the SSL task is trivial: its in-batch top-1 stayed at {level:.3f} over the last {len(late)} "
+                "logged steps; likely causes: " + "; ".join(causes))
+    return None
 
 
 def below_toppop(validation: dict[str, float], cfg: Config, *, cold_share: float = 0.0) -> str | None:
@@ -660,7 +726,30 @@ def training_mi(cfg: Config, store: FeatureStore, log: Callable[[str], None]) ->
             extra = f" (unknown: {', '.join(unknown[:5])})" if unknown else ""
             raise ConfigError(f"ssl.mi_path {path}: its features do not match this schema's item features{extra}",
                               hint="recompute it with `sslkit mi SCHEMA --out FILE`")
-        return obj
+        return _place_id(obj, cfg, store, log)
     _, obj = catalog_mi(store, mask_size=cfg.ssl.mask_size, normalized=cfg.ssl.mi == "nmi")
     log("computed mutual information for CFM: " + "; ".join(f"{k}→{','.join(v[1:])}" for k, v in obj["mask_sets"].items()))
+    return _place_id(obj, cfg, store, log)
+
+
+def _place_id(obj: dict[str, Any], cfg: Config, store: FeatureStore, log: Callable[[str], None]) -> dict[str, Any]:
+    """The masking sets with the id feature placed as `ssl.cfm_id` says (`mi.cfm_id_sets`); the id
+    features are recorded in the MI object (`id_features`) for the SSL task's diagnostics."""
+    from sslkit.errors import ConfigError
+    from sslkit.data.mi import cfm_id_sets, id_features
+
+    if "entropy" not in obj:  # an MI file without matrices: its sets are used as given
+        return obj
+    single = [i for i, f in enumerate(obj["features"]) if f in store.items.specs and not store.items.specs[f].multi_valued]
+    ids = id_features([obj["features"][i] for i in single], [obj["entropy"][i] for i in single], store.items.rows)
+    obj = {**obj, "id_features": ids, "cfm_id": cfg.ssl.cfm_id}
+    if cfg.ssl.cfm_id == "paper" or not ids:
+        return obj
+    if "mi" not in obj or "nmi" not in obj:
+        raise ConfigError(f"ssl.cfm_id={cfg.ssl.cfm_id} needs the MI matrices, which ssl.mi_path lacks",
+                          hint="write the MI file with `sslkit mi SCHEMA --out FILE`")
+    matrix = obj["nmi"] if obj.get("measure") == "nmi" else obj["mi"]
+    obj["mask_sets"] = cfm_id_sets(np.asarray(matrix), obj["features"], obj.get("mask_size"), ids, cfg.ssl.cfm_id)
+    log(f"CFM masking sets with ssl.cfm_id={cfg.ssl.cfm_id} (id: {', '.join(ids)}): "
+        + "; ".join(f"{k}→{','.join(v[1:]) or '(alone)'}" for k, v in obj["mask_sets"].items()))
     return obj
