@@ -155,7 +155,7 @@ class TrainDisplay:
             self.last = p
             parts = " ".join(f"{k} {p[k]:.4f}" for k in ("loss", "main", "ssl") if k in p)
             if "ssl_top1" in p and self.ssl_batch:  # the SSL task's own progress, beside its loss
-                parts += f" (top-1 {p['ssl_top1']:.3f}, chance {1 / self.ssl_batch:.3f})"
+                parts += f" (top-1 {p['ssl_top1']:.4f}, chance {1 / self.ssl_batch:.4f})"
             line = f"epoch {p['epoch']:.2f} {parts} {p['examples_per_s']:,.0f} ex/s"
             if self.progress is not None:
                 self.progress.update(self.task, completed=p["step"], description=line)

@@ -512,11 +512,14 @@ def ssl_task_warning(top1: list[float], cfg: Config, *, ssl_batch: int, catalog:
     """One line when the SSL task's in-batch top-1 (the share of view-1 items whose nearest view-2 item
     is themselves) stayed at chance (the task learned nothing) or at 1.0 (it is trivial) over the last
     third of the logged steps, naming the likely causes; None otherwise (and for `so`, which has one view).
-    "At chance": at most max(5/B, 0.01) for an SSL batch of B (chance is 1/B); "trivial": at least 0.99."""
+    "At chance": at most max(5/B, 0.01) for an SSL batch of B (chance is 1/B), judged from 6 logged steps on;
+    "trivial": at least 0.99."""
     if cfg.ssl.aug in ("none", "fd", "so") or not top1 or not ssl_batch:
         return None
     late = top1[len(top1) - max(1, len(top1) // 3):]
     level = sum(late) / len(late)
+    if level < 0.99 and len(top1) < 6:  # too few logged steps to call it learning nothing (train.log_every)
+        return None
     ids = list((mi or {}).get("id_features") or [])
     sets = (mi or {}).get("mask_sets") or {}
     in_every = [f for f in ids if sets and all(f in m for m in sets.values())]
