@@ -140,6 +140,10 @@ def run_sslkit(work: Path, variant: str, seed: int, epochs: int, sets: list[str]
     from sslkit.evaluation.evaluate import evaluate_run
     from sslkit.training.train import train, training_mi
 
+    import sslkit.data.profile  # noqa: F401  modules train() imports on first use: loaded before the clock
+    import sslkit.evaluation.metrics  # noqa: F401  starts, as LibRecommender's are before its `fit`
+    import sslkit.retrieval.index  # noqa: F401
+
     torch.set_num_threads(1)
     cfg = load_config(work / "schema.yaml", [f"ssl.aug={variant}", f"ssl.alpha={ALPHA}", f"train.seed={seed}",
                                              f"train.epochs={epochs}", f"train.batch_size={BATCH}", "train.threads=1",

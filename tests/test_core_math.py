@@ -254,6 +254,33 @@ def test_sparse_adagrad_equals_torch_adagrad() -> None:
     assert torch.allclose(opt.state[ours]["sum"], ref_opt.state[ref]["sum"], atol=1e-6)
 
 
+def test_lean_sparse_adam_is_torch_sparse_adam_bit_for_bit() -> None:
+    """The Adam path's embedding optimizer: the same numbers and state dict as torch.optim.SparseAdam."""
+    from sslkit.model.optim import LeanSparseAdam
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(30, 4, generator=g)
+    ours, ref = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt, ref_opt = LeanSparseAdam([ours], lr=0.01), torch.optim.SparseAdam([ref], lr=0.01)
+    for _ in range(8):
+        idx = torch.randint(0, 30, (12,), generator=g)  # repeated rows: gradients add up
+        values = torch.randn(12, 4, generator=g)
+        for p in (ours, ref):
+            p.grad = torch.sparse_coo_tensor(idx.unsqueeze(0), values, (30, 4), check_invariants=True)
+        opt.step()
+        ref_opt.step()
+        assert torch.equal(ours, ref)
+    mine, theirs = opt.state_dict(), ref_opt.state_dict()
+    assert mine["state"][0]["step"] == theirs["state"][0]["step"] == 8
+    assert all(torch.equal(mine["state"][0][k], theirs["state"][0][k]) for k in ("exp_avg", "exp_avg_sq"))
+    again = LeanSparseAdam([torch.nn.Parameter(start.clone())], lr=0.01)
+    again.load_state_dict(theirs)  # checkpoints written with torch's SparseAdam still resume
+    assert torch.equal(again.state_dict()["state"][0]["exp_avg"], theirs["state"][0]["exp_avg"])
+    ours.grad = torch.zeros(30, 4)
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        opt.step()
+
+
 def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
     from sslkit.model.towers import l2_normalize
 

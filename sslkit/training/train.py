@@ -173,7 +173,9 @@ def make_optimizers(model: TwoTower, cfg: Config) -> list[torch.optim.Optimizer]
         sparse = model.sparse_parameters()
         return ([SparseAdagrad(sparse, lr=lr, initial_accumulator_value=0.1)] if sparse else []) + [
             torch.optim.Adagrad(model.dense_parameters(), lr=lr, initial_accumulator_value=0.1, fused=fused)]
-    return [torch.optim.SparseAdam(model.sparse_parameters(), lr=lr),
+    from sslkit.model.optim import LeanSparseAdam  # torch's SparseAdam, bit for bit, on index ops
+
+    return [LeanSparseAdam(model.sparse_parameters(), lr=lr),
             torch.optim.Adam(model.dense_parameters(), lr=lr)]
 
 
