@@ -2,8 +2,8 @@
 
 A log has one row per event — a rating, a view, an order line — not one per positive pair. This
 module turns it into the pairs the store encodes: composite ids (`item: [name, size]`), a time
-column built from several columns or parsed with a format, a row filter (`where`, Polars' own SQL
-expression parser), item-to-item pair rules (`next` in a timeline, `co_occurrence` in a basket), a
+column built from several columns or parsed with a format, a row filter (`where`, parsed by
+`sslkit.data.where` into a Polars expression), item-to-item pair rules (`next` in a timeline, `co_occurrence` in a basket), a
 catalog derived from the log when there is no items file, and group-aware / leave-last-out splits.
 Everything is Polars or numpy on whole columns; nothing loops over rows in Python.
 """
@@ -11,15 +11,15 @@ Everything is Polars or numpy on whole columns; nothing loops over rows in Pytho
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
-from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column, parse_where
+from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column
 from sslkit.errors import ConfigError, DataError, SchemaError
 from sslkit.data.schema import check_ids, require_columns
+from sslkit.data.where import WhereError, columns_of, parse, to_polars
 
 Log = Callable[[str], None]
 
@@ -122,13 +122,16 @@ def _where(df: pl.DataFrame, ic: Interactions, *, path: str, report: dict[str, A
     if ic.where is None:
         return df
     try:
-        kept = df.filter(parse_where(ic.where))
-    except pl.exceptions.ColumnNotFoundError as e:
-        missing = re.search(r'column "([^"]*)"', str(e))
-        name = missing.group(1) if missing else "?"
-        close = difflib.get_close_matches(name, df.columns, n=1)
-        raise ConfigError(f"interactions.where {ic.where!r}: {path} has no column '{name}'",
-                          hint=f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}")
+        tree = parse(ic.where)  # validated with the config already; the tree is what runs
+    except WhereError as e:
+        raise ConfigError(f"interactions.where: {e}")
+    for name in columns_of(tree):
+        if name not in df.columns:
+            close = difflib.get_close_matches(name, df.columns, n=1)
+            raise ConfigError(f"interactions.where {ic.where!r}: {path} has no column '{name}'",
+                              hint=f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}")
+    try:
+        kept = df.filter(to_polars(tree))
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"interactions.where {ic.where!r} on {path}: {first}",
