@@ -672,7 +672,7 @@ def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest
 
 def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> None:
     from sslkit.errors import CheckpointError
-    from sslkit.study.cells import _save_per_query, eval_settings, load_result
+    from sslkit.study.cells import _save_per_query, _seal, eval_settings, load_result
     from sslkit.study.spec import Cell
     from sslkit.config import load_config
 
@@ -684,12 +684,17 @@ def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> No
 
     q = np.arange(3)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, eval_settings(cell))
+    _seal(cell)
     assert load_result(cell).queries.tolist() == [0, 1, 2]
     code, _, err = invoke("eval", ds / "run", "--k", "5", *(["--split", split] if split != "test" else []))
     assert code == 0, err
+    with pytest.raises(CheckpointError, match="eval.json fails its checksum"):
+        load_result(cell)
+    _seal(cell)  # sealed again, its settings still disagree
     with pytest.raises(CheckpointError, match="was written by another evaluation \\(k=\\[5\\]\\)"):
         load_result(cell)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, {**eval_settings(cell), "k": [5]})
+    _seal(cell)
     with pytest.raises(CheckpointError, match="written with other evaluation settings"):
         load_result(cell)
 
