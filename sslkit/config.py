@@ -93,7 +93,8 @@ class PairRule(_Model):
                     "interactions.time; co_occurrence: every two distinct items of a group, both directions.")
     group: Columns = Field(description="Column(s) whose value is one timeline or basket: user, session, order.")
     window: int | None = Field(
-        None, ge=1, description="next: pair each event with the next `window` events of its group [1].")
+        None, ge=1, le=1000, description="next: pair each event with the next `window` events of its group [1]; at "
+                                         "most 1,000 (each event adds up to `window` pairs).")
     max_seconds: float | None = Field(
         None, gt=0, description="next: only targets at most this many seconds after the seed (needs time).")
     tie_break: list[str] = Field(

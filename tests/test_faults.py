@@ -720,7 +720,7 @@ def test_cache_dir_under_a_file(data: Path) -> None:
 def test_sweep_spec_not_utf8(data: Path) -> None:
     spec = data / "spec.yaml"
     spec.write_bytes(b"schema: schema.yaml\ngrid: {aug: [none]}\n# caf\xe9\n")
-    fails(1, "not UTF-8 (byte 0xe9", "sweep", spec, "--dry-run")
+    fails(2, "spec.yaml: line 3: byte 0xe9 is not UTF-8 — save the file as UTF-8", "sweep", spec, "--dry-run")
 
 
 def test_resume_from_stdin_on_other_data_is_refused(data: Path) -> None:

@@ -11,13 +11,14 @@ Everything is Polars or numpy on whole columns; nothing loops over rows in Pytho
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
 from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column
-from sslkit.errors import ConfigError, DataError, SchemaError
+from sslkit.errors import ConfigError, DataError, ResourceError, SchemaError
 from sslkit.data.schema import check_ids, require_columns
 from sslkit.data.where import WhereError, columns_of, parse, to_polars
 
@@ -188,7 +189,8 @@ def build_pairs(kept: pl.DataFrame, cfg: Config, *, path: str, report: dict[str,
     if rule.rule == "next":
         pairs = _next_pairs(ev, rule, item=item, query=query, time=ic.time, carry=carry, path=path)
     else:
-        pairs = _co_occurrence(ev, rule, item=item, query=query, time=ic.time, carry=carry, report=report, log=log)
+        pairs = _co_occurrence(ev, rule, item=item, query=query, time=ic.time, carry=carry, report=report, log=log,
+                               path=path)
     self_pairs = pairs.filter(pl.col(query) == pl.col(item)).height
     pairs = pairs.filter(pl.col(query) != pl.col(item))
     groups = ev.select(pl.struct(group).n_unique()).item()
@@ -212,13 +214,35 @@ def _next_pairs(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time
         secs = _seconds(ev, time, path=path)
         end = secs.search_sorted(secs + rule.max_seconds, side="right").over(group).cast(pl.Int64)
         count = pl.min_horizontal(count, end - pos - 1)
-    seeds = (ev.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seed"), count.alias("_count"))
-             .filter(pl.col("_count") > 0)
+    seeds = ev.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seed"), count.alias("_count"))
+    check_pair_budget(int(seeds["_count"].sum() or 0), ev.select(item, *carry), rule=f"next, window {rule.next_window():,}",
+                      hint="lower interactions.pairs.window, or set interactions.pairs.max_seconds", path=path)
+    seeds = (seeds.filter(pl.col("_count") > 0)
              .select("_seed", pl.int_ranges(pl.col("_seed") + 1, pl.col("_seed") + 1 + pl.col("_count"))
                      .alias("_target"))
              .explode("_target"))
     targets = ev.select(item, *carry)[seeds["_target"].to_numpy()]
     return targets.with_columns(ev[item].gather(seeds["_seed"]).alias(query))
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_pair_budget(pairs: int, rows: pl.DataFrame, *, rule: str, hint: str, path: str) -> None:
+    """Refuse, before building them, more pairs than this machine's memory holds (an allocator abort
+    would end the process with no message). A pair costs two int64 row numbers while it is built,
+    then its gathered row (item and carried columns) and the query id."""
+    have = physical_memory()
+    per_pair = 16 + 2 * max(rows.estimated_size() / max(rows.height, 1), 8)
+    need = pairs * per_pair
+    if have is not None and need > have / 2:
+        raise ResourceError(f"{path}: interactions.pairs ({rule}) would build {pairs:,} pairs, about "
+                            f"{need / 2**30:,.1f} GiB — more than half this machine's {have / 2**30:,.1f} GiB", hint=hint)
 
 
 def _group_bounds(df: pl.DataFrame, group: list[str]) -> pl.DataFrame:
@@ -244,7 +268,7 @@ def _seconds(ev: pl.DataFrame, time: str, *, path: str) -> pl.Expr:
 
 
 def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time: str | None,
-                   carry: list[str], report: dict[str, Any], log: Log) -> pl.DataFrame:
+                   carry: list[str], report: dict[str, Any], log: Log, path: str) -> pl.DataFrame:
     """Every two distinct items of a group, both ways; a group keeps its first `max_items` items."""
     group, cap = columns(rule.group), rule.item_cap()
     first = _group_bounds(ev.unique(subset=[*group, item], keep="first", maintain_order=True), group)
@@ -257,6 +281,9 @@ def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, t
     if over.height:
         log(f"interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
             f"(largest {report['largest_group']:,}); {left_out:,} items left out of their pairs")
+    sizes = first.filter(pl.col("_rank") == 0).select(pl.min_horizontal("_n", pl.lit(cap, pl.Int64)).cast(pl.Int64))
+    check_pair_budget(int(sizes.select(pl.col("_n") * (pl.col("_n") - 1)).sum().item() or 0), ev.select(item, *carry),
+                      rule=f"co_occurrence, max_items {cap:,}", hint="lower interactions.pairs.max_items", path=path)
     kept = first.filter(pl.col("_rank") < cap).with_row_index("_row")
     left = kept.select(*group, pl.col(item).alias(query), "_row", *([pl.col(time).alias("_tq")] if time else []))
     right = kept.select(*group, item, "_rank", *[c for c in carry if c not in group])
