@@ -356,7 +356,7 @@ def test_rotated_ids_file_is_not_trusted(ds: Path) -> None:
     (ds / "q.txt").write_text("i000001\ni000002\n")
     code, first, err = invoke("recommend", ds / "run", "--queries", ds / "q.txt")
     assert code == 0, err
-    ids = ds / "run/items.npy.ids.txt"
+    ids = ds / "run/items.npy.ids.ndjson"
     lines = ids.read_text().splitlines()
     ids.write_text("\n".join(lines[1:] + lines[:1]) + "\n")  # the same size, shifted by one
     code, again, err = invoke("recommend", ds / "run", "--queries", ds / "q.txt")

@@ -43,15 +43,28 @@ def id_sources(cfg: Config) -> list[str]:
     return list(dict.fromkeys(columns(ic.item) + columns(ic.query)))
 
 
-def with_id(df: pl.DataFrame, parts: list[str], separator: str) -> pl.DataFrame:
+def with_id(df: pl.DataFrame, parts: list[str], separator: str, *, path: str = "the table",
+            key: str = "items.id_separator") -> pl.DataFrame:
     """Add the composite id column ('name+size' holding 'Margherita|L'); a single column stays as it is.
 
-    A row with an empty part gets no id (null), which `check_ids` reports.
+    A row with an empty part gets no id (null), which `check_ids` reports. A part that holds the
+    separator is refused: ('hawaiian|XL', 'L') and ('hawaiian', 'XL|L') would join to one id.
+
+    Raises:
+        DataError: a part holds the separator (naming the row, the column and `key`).
     """
     if len(parts) < 2 or not set(parts) <= set(df.columns) or id_column(parts) in df.columns:
         return df  # one column, or a table that lacks a part (its id column is reported missing later)
-    return df.with_columns(pl.concat_str([pl.col(c).cast(pl.String) for c in parts], separator=separator)
-                           .alias(id_column(parts)))
+    text = [pl.col(c).cast(pl.String) for c in parts]
+    clash = df.select(pl.any_horizontal([t.str.contains(separator, literal=True) for t in text]).arg_true().head(1))
+    if clash.height:
+        row = int(clash.item())
+        col = next(c for c in parts if separator in str(df[c][row] or ""))
+        value = str(df[col][row])
+        raise DataError(f"{path}: row {row + 1}: column '{col}' of the composite id {parts} holds the separator "
+                        f"{separator!r} ({value[:60]!r}), so two different ids could join to one",
+                        hint=f"set {key} to a string that no id column holds, e.g. '#'")
+    return df.with_columns(pl.concat_str(text, separator=separator).alias(id_column(parts)))
 
 
 def read_log(raw: pl.DataFrame, cfg: Config, *, path: str, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
@@ -69,8 +82,10 @@ def read_log(raw: pl.DataFrame, cfg: Config, *, path: str, log: Log) -> tuple[pl
         raise SchemaError(f"{path}: column '{ic.time}' exists, and interactions.time_from would build it",
                           hint="give interactions.time a new name for the built column")
     require_columns(raw, _needed(cfg), path=path)
+    q_key = "items.id_separator" if cfg.item_to_item() else "queries.id_separator"
     q_sep = cfg.items.id_separator if cfg.item_to_item() else cfg.queries.id_separator
-    events = with_id(with_id(raw, columns(ic.item), cfg.items.id_separator), columns(ic.query), q_sep)
+    events = with_id(raw, columns(ic.item), cfg.items.id_separator, path=path)
+    events = with_id(events, columns(ic.query), q_sep, path=path, key=q_key)
     events = _with_time(events, ic, path=path)
     report: dict[str, Any] = {"events_read": raw.height}
     kept = _where(events, ic, path=path, report=report, log=log)

@@ -271,7 +271,7 @@ def _entity_frame(cfg: Config, inter: pl.DataFrame, ipath: str, *, entity: str) 
         parts, separator = events.id_parts(cfg, entity)
         df = io.read_table(path, sec.format, strings=parts)
         require_columns(df, {c: f"{entity}.id" for c in parts}, path=path)
-        df = events.with_id(df, parts, separator)
+        df = events.with_id(df, parts, separator, path=path, key=f"{entity}.id_separator")
         check_ids(df, id_col, path=path, key=f"{entity}.id", unique=True)
     else:
         path = ipath
