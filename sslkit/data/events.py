@@ -294,7 +294,7 @@ def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, t
     report.update(max_items=cap, groups_capped=over.height, items_capped=left_out,
                   largest_group=int(first["_n"].max() or 0))
     if over.height:
-        log(f"interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
+        log(f"warning: interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
             f"(largest {report['largest_group']:,}); {left_out:,} items left out of their pairs")
     sizes = first.filter(pl.col("_rank") == 0).select(pl.min_horizontal("_n", pl.lit(cap, pl.Int64)).cast(pl.Int64))
     check_pair_budget(int(sizes.select(pl.col("_n") * (pl.col("_n") - 1)).sum().item() or 0), ev.select(item, *carry),

@@ -479,7 +479,8 @@ def save(store: FeatureStore, path: Path) -> None:
                 digests[name] = store.digests[name]  # a streamed split file: linked, not read again
                 continue
             arr = np.ascontiguousarray(arr)
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            with io.named_errors(path / f"{name}.npy"):
+                np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             digests[name] = _array_digest(arr)
         body = {"format_version": FORMAT_VERSION, "key": store.key, "report": store.report,
                 "item_to_item": store.item_to_item, "splits": sorted(store.splits), "checksums": digests,
