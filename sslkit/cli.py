@@ -360,6 +360,7 @@ def embed(
     queries: Annotated[Optional[str], typer.Option("--queries", help="Embed these query rows (file or -).")] = None,
     out: Annotated[str, typer.Option("--out", help="Output file, or - for stdout.")] = "-",
     fmt: Annotated[str, typer.Option("--format", help="parquet | npy | ndjson | csv")] = "ndjson",
+    input_format: Annotated[Optional[str], typer.Option("--input-format", help="csv | parquet | ndjson: the --items/--queries rows [from the extension; stdin: csv].")] = None,
     index: Annotated[Optional[Path], typer.Option("--index", help="Also build an HNSW index here (items).")] = None,
     allow_data_change: AllowDataOpt = False,
 ) -> None:
@@ -368,9 +369,11 @@ def embed(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if input_format not in (None, "csv", "parquet", "ndjson"):
+        raise typer.BadParameter("use one of csv, parquet, ndjson", param_hint="--input-format")
     r = load_run(run, allow_data_change=allow_data_change)
     bad: list[str] = []
-    ids, vectors, entity = run_embed(r, items=items, queries=queries, log=console.log,
+    ids, vectors, entity = run_embed(r, items=items, queries=queries, input_format=input_format, log=console.log,
                                      warn=lambda m: (bad.append(m), console.warn(m)))
     if index:
         if entity != "items":

@@ -93,7 +93,8 @@ class PairRule(_Model):
                     "interactions.time; co_occurrence: every two distinct items of a group, both directions.")
     group: Columns = Field(description="Column(s) whose value is one timeline or basket: user, session, order.")
     window: int | None = Field(
-        None, ge=1, description="next: pair each event with the next `window` events of its group [1].")
+        None, ge=1, le=1000, description="next: pair each event with the next `window` events of its group [1]; at "
+                                         "most 1,000 (each event adds up to `window` pairs).")
     max_seconds: float | None = Field(
         None, gt=0, description="next: only targets at most this many seconds after the seed (needs time).")
     tie_break: list[str] = Field(
@@ -135,7 +136,9 @@ class Interactions(_Model):
     time_format: str | None = Field(
         None, description="Parse `time` from text with this strptime format, e.g. '%Y-%m-%d %H:%M:%S'.")
     where: str | None = Field(
-        None, description="Keep only the rows where this Polars SQL condition holds, e.g. 'rating >= 4'.")
+        None, description="Keep only the rows where this condition holds, e.g. \"rating >= 4 AND status = "
+                           "'completed'\": columns, values, comparisons, AND/OR/NOT, IN, BETWEEN, LIKE, IS NULL "
+                           "and a few functions (lower, upper, length, …); no subqueries, no file or network access.")
     on_unknown_item: Literal["drop", "error"] = Field(
         "drop", description="Pairs whose item (or item query) is not in the catalog: drop or error."
     )
@@ -180,14 +183,14 @@ class Interactions(_Model):
 
 
 def parse_where(text: str) -> Any:
-    """`interactions.where` as a Polars expression (Polars' SQL parser; never Python eval)."""
-    import polars as pl
+    """`interactions.where` parsed by sslkit's own allow-listed grammar (`sslkit.data.where`).
 
-    try:
-        return pl.sql_expr(text)
-    except Exception as e:  # polars raises SQLInterfaceError / SQLSyntaxError, which vary by version
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"not a valid Polars SQL condition ({first}), e.g. \"rating >= 4 AND event = 'buy'\"")
+    Nothing is evaluated here, and the text never reaches an SQL engine: a subquery, a table
+    function (read_csv, …), a comment or an oversized condition is refused with one line.
+    """
+    from sslkit.data.where import parse
+
+    return parse(text)
 
 
 class Items(_Model):

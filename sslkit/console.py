@@ -27,8 +27,12 @@ def quiet() -> bool:
 
 
 def log(message: str) -> None:
-    """A progress/log line on stderr (silenced by --quiet)."""
-    if not _state["quiet"]:
+    """A progress/log line on stderr (silenced by --quiet). A line the library starts with
+    "warning: " (data dropped or capped, a damaged cache rebuilt) is a warning: --quiet hides
+    progress, not data loss."""
+    if message.startswith("warning: "):
+        warn(message)
+    elif not _state["quiet"]:
         err.print(f"[dim]{_escape(message)}[/dim]")
 
 

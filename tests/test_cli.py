@@ -174,7 +174,7 @@ def test_embed_catalog_and_cold_items(trained: Path, runner: CliRunner, tiny_dir
     out = tmp_path / "v.npy"
     ok(runner, "-q", "embed", trained / "cfm", "--items", new, "--format", "npy", "--out", out)
     v = np.load(out)
-    assert v.shape == (1, 64) and (tmp_path / "v.npy.ids.txt").read_text() == "brand-new\n"
+    assert v.shape == (1, 64) and (tmp_path / "v.npy.ids.ndjson").read_text() == '{"id":"brand-new"}\n'
 
 
 def test_recommend_pipeline_keeps_good_lines(trained: Path, runner: CliRunner) -> None:

@@ -58,10 +58,14 @@ def test_where_keeps_matching_rows_and_reports(tmp_path: Path) -> None:
     assert any("kept 3 of 7 rows" in line for line in logged)
 
 
-@pytest.mark.parametrize("where", ["rating >>= 4", "rating >= 4; DROP TABLE x", "SELECT 1", ""])
-def test_where_that_does_not_parse_is_a_config_error(tmp_path: Path, where: str) -> None:
-    with pytest.raises(ConfigError, match=r"interactions\.where: not a valid Polars SQL condition"):
+@pytest.mark.parametrize("where, message", [
+    ("rating >>= 4", "not a valid condition: expected a column, a value or '(', got '>=' at character 9"),
+    ("rating >= 4; DROP TABLE x", "';' (a second statement) at character 12 is not allowed"),
+    ("SELECT 1", "a subquery (SELECT) is not allowed"), ("", "the condition is empty")])
+def test_where_that_does_not_parse_is_a_config_error(tmp_path: Path, where: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"interactions\.where: ") as e:
         config(tmp_path, RATINGS, query="item", where=where)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("where, message", [("ratin >= 4", "has no column 'ratin' — did you mean 'rating'?"),

@@ -356,7 +356,7 @@ def test_rotated_ids_file_is_not_trusted(ds: Path) -> None:
     (ds / "q.txt").write_text("i000001\ni000002\n")
     code, first, err = invoke("recommend", ds / "run", "--queries", ds / "q.txt")
     assert code == 0, err
-    ids = ds / "run/items.npy.ids.txt"
+    ids = ds / "run/items.npy.ids.ndjson"
     lines = ids.read_text().splitlines()
     ids.write_text("\n".join(lines[1:] + lines[:1]) + "\n")  # the same size, shifted by one
     code, again, err = invoke("recommend", ds / "run", "--queries", ds / "q.txt")
@@ -672,7 +672,7 @@ def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest
 
 def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> None:
     from sslkit.errors import CheckpointError
-    from sslkit.study.cells import _save_per_query, eval_settings, load_result
+    from sslkit.study.cells import _save_per_query, _seal, eval_settings, load_result
     from sslkit.study.spec import Cell
     from sslkit.config import load_config
 
@@ -684,12 +684,17 @@ def test_sweep_result_written_with_other_settings_is_not_trusted(ds: Path) -> No
 
     q = np.arange(3)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, eval_settings(cell))
+    _seal(cell)
     assert load_result(cell).queries.tolist() == [0, 1, 2]
     code, _, err = invoke("eval", ds / "run", "--k", "5", *(["--split", split] if split != "test" else []))
     assert code == 0, err
+    with pytest.raises(CheckpointError, match="eval.json fails its checksum"):
+        load_result(cell)
+    _seal(cell)  # sealed again, its settings still disagree
     with pytest.raises(CheckpointError, match="was written by another evaluation \\(k=\\[5\\]\\)"):
         load_result(cell)
     _save_per_query(ds / "run" / PER_QUERY_FILES[split], q, {"recall@10": np.zeros(3)}, {**eval_settings(cell), "k": [5]})
+    _seal(cell)
     with pytest.raises(CheckpointError, match="written with other evaluation settings"):
         load_result(cell)
 
@@ -715,7 +720,7 @@ def test_cache_dir_under_a_file(data: Path) -> None:
 def test_sweep_spec_not_utf8(data: Path) -> None:
     spec = data / "spec.yaml"
     spec.write_bytes(b"schema: schema.yaml\ngrid: {aug: [none]}\n# caf\xe9\n")
-    fails(1, "not UTF-8 (byte 0xe9", "sweep", spec, "--dry-run")
+    fails(2, "spec.yaml: line 3: byte 0xe9 is not UTF-8 — save the file as UTF-8", "sweep", spec, "--dry-run")
 
 
 def test_resume_from_stdin_on_other_data_is_refused(data: Path) -> None:

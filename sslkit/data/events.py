@@ -2,8 +2,8 @@
 
 A log has one row per event — a rating, a view, an order line — not one per positive pair. This
 module turns it into the pairs the store encodes: composite ids (`item: [name, size]`), a time
-column built from several columns or parsed with a format, a row filter (`where`, Polars' own SQL
-expression parser), item-to-item pair rules (`next` in a timeline, `co_occurrence` in a basket), a
+column built from several columns or parsed with a format, a row filter (`where`, parsed by
+`sslkit.data.where` into a Polars expression), item-to-item pair rules (`next` in a timeline, `co_occurrence` in a basket), a
 catalog derived from the log when there is no items file, and group-aware / leave-last-out splits.
 Everything is Polars or numpy on whole columns; nothing loops over rows in Python.
 """
@@ -11,15 +11,16 @@ Everything is Polars or numpy on whole columns; nothing loops over rows in Pytho
 from __future__ import annotations
 
 import difflib
-import re
+import os
 from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 
-from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column, parse_where
-from sslkit.errors import ConfigError, DataError, SchemaError
+from sslkit.config import Aggregation, Columns, Config, Feature, Interactions, PairRule, id_column
+from sslkit.errors import ConfigError, DataError, ResourceError, SchemaError
 from sslkit.data.schema import check_ids, require_columns
+from sslkit.data.where import WhereError, columns_of, parse, to_polars
 
 Log = Callable[[str], None]
 
@@ -42,15 +43,28 @@ def id_sources(cfg: Config) -> list[str]:
     return list(dict.fromkeys(columns(ic.item) + columns(ic.query)))
 
 
-def with_id(df: pl.DataFrame, parts: list[str], separator: str) -> pl.DataFrame:
+def with_id(df: pl.DataFrame, parts: list[str], separator: str, *, path: str = "the table",
+            key: str = "items.id_separator") -> pl.DataFrame:
     """Add the composite id column ('name+size' holding 'Margherita|L'); a single column stays as it is.
 
-    A row with an empty part gets no id (null), which `check_ids` reports.
+    A row with an empty part gets no id (null), which `check_ids` reports. A part that holds the
+    separator is refused: ('hawaiian|XL', 'L') and ('hawaiian', 'XL|L') would join to one id.
+
+    Raises:
+        DataError: a part holds the separator (naming the row, the column and `key`).
     """
     if len(parts) < 2 or not set(parts) <= set(df.columns) or id_column(parts) in df.columns:
         return df  # one column, or a table that lacks a part (its id column is reported missing later)
-    return df.with_columns(pl.concat_str([pl.col(c).cast(pl.String) for c in parts], separator=separator)
-                           .alias(id_column(parts)))
+    text = [pl.col(c).cast(pl.String) for c in parts]
+    clash = df.select(pl.any_horizontal([t.str.contains(separator, literal=True) for t in text]).arg_true().head(1))
+    if clash.height:
+        row = int(clash.item())
+        col = next(c for c in parts if separator in str(df[c][row] or ""))
+        value = str(df[col][row])
+        raise DataError(f"{path}: row {row + 1}: column '{col}' of the composite id {parts} holds the separator "
+                        f"{separator!r} ({value[:60]!r}), so two different ids could join to one",
+                        hint=f"set {key} to a string that no id column holds, e.g. '#'")
+    return df.with_columns(pl.concat_str(text, separator=separator).alias(id_column(parts)))
 
 
 def read_log(raw: pl.DataFrame, cfg: Config, *, path: str, log: Log) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
@@ -68,8 +82,10 @@ def read_log(raw: pl.DataFrame, cfg: Config, *, path: str, log: Log) -> tuple[pl
         raise SchemaError(f"{path}: column '{ic.time}' exists, and interactions.time_from would build it",
                           hint="give interactions.time a new name for the built column")
     require_columns(raw, _needed(cfg), path=path)
+    q_key = "items.id_separator" if cfg.item_to_item() else "queries.id_separator"
     q_sep = cfg.items.id_separator if cfg.item_to_item() else cfg.queries.id_separator
-    events = with_id(with_id(raw, columns(ic.item), cfg.items.id_separator), columns(ic.query), q_sep)
+    events = with_id(raw, columns(ic.item), cfg.items.id_separator, path=path)
+    events = with_id(events, columns(ic.query), q_sep, path=path, key=q_key)
     events = _with_time(events, ic, path=path)
     report: dict[str, Any] = {"events_read": raw.height}
     kept = _where(events, ic, path=path, report=report, log=log)
@@ -122,13 +138,16 @@ def _where(df: pl.DataFrame, ic: Interactions, *, path: str, report: dict[str, A
     if ic.where is None:
         return df
     try:
-        kept = df.filter(parse_where(ic.where))
-    except pl.exceptions.ColumnNotFoundError as e:
-        missing = re.search(r'column "([^"]*)"', str(e))
-        name = missing.group(1) if missing else "?"
-        close = difflib.get_close_matches(name, df.columns, n=1)
-        raise ConfigError(f"interactions.where {ic.where!r}: {path} has no column '{name}'",
-                          hint=f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}")
+        tree = parse(ic.where)  # validated with the config already; the tree is what runs
+    except WhereError as e:
+        raise ConfigError(f"interactions.where: {e}")
+    for name in columns_of(tree):
+        if name not in df.columns:
+            close = difflib.get_close_matches(name, df.columns, n=1)
+            raise ConfigError(f"interactions.where {ic.where!r}: {path} has no column '{name}'",
+                              hint=f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}")
+    try:
+        kept = df.filter(to_polars(tree))
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"interactions.where {ic.where!r} on {path}: {first}",
@@ -185,7 +204,8 @@ def build_pairs(kept: pl.DataFrame, cfg: Config, *, path: str, report: dict[str,
     if rule.rule == "next":
         pairs = _next_pairs(ev, rule, item=item, query=query, time=ic.time, carry=carry, path=path)
     else:
-        pairs = _co_occurrence(ev, rule, item=item, query=query, time=ic.time, carry=carry, report=report, log=log)
+        pairs = _co_occurrence(ev, rule, item=item, query=query, time=ic.time, carry=carry, report=report, log=log,
+                               path=path)
     self_pairs = pairs.filter(pl.col(query) == pl.col(item)).height
     pairs = pairs.filter(pl.col(query) != pl.col(item))
     groups = ev.select(pl.struct(group).n_unique()).item()
@@ -209,13 +229,35 @@ def _next_pairs(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time
         secs = _seconds(ev, time, path=path)
         end = secs.search_sorted(secs + rule.max_seconds, side="right").over(group).cast(pl.Int64)
         count = pl.min_horizontal(count, end - pos - 1)
-    seeds = (ev.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seed"), count.alias("_count"))
-             .filter(pl.col("_count") > 0)
+    seeds = ev.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_seed"), count.alias("_count"))
+    check_pair_budget(int(seeds["_count"].sum() or 0), ev.select(item, *carry), rule=f"next, window {rule.next_window():,}",
+                      hint="lower interactions.pairs.window, or set interactions.pairs.max_seconds", path=path)
+    seeds = (seeds.filter(pl.col("_count") > 0)
              .select("_seed", pl.int_ranges(pl.col("_seed") + 1, pl.col("_seed") + 1 + pl.col("_count"))
                      .alias("_target"))
              .explode("_target"))
     targets = ev.select(item, *carry)[seeds["_target"].to_numpy()]
     return targets.with_columns(ev[item].gather(seeds["_seed"]).alias(query))
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_pair_budget(pairs: int, rows: pl.DataFrame, *, rule: str, hint: str, path: str) -> None:
+    """Refuse, before building them, more pairs than this machine's memory holds (an allocator abort
+    would end the process with no message). A pair costs two int64 row numbers while it is built,
+    then its gathered row (item and carried columns) and the query id."""
+    have = physical_memory()
+    per_pair = 16 + 2 * max(rows.estimated_size() / max(rows.height, 1), 8)
+    need = pairs * per_pair
+    if have is not None and need > have / 2:
+        raise ResourceError(f"{path}: interactions.pairs ({rule}) would build {pairs:,} pairs, about "
+                            f"{need / 2**30:,.1f} GiB — more than half this machine's {have / 2**30:,.1f} GiB", hint=hint)
 
 
 def _group_bounds(df: pl.DataFrame, group: list[str]) -> pl.DataFrame:
@@ -241,7 +283,7 @@ def _seconds(ev: pl.DataFrame, time: str, *, path: str) -> pl.Expr:
 
 
 def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, time: str | None,
-                   carry: list[str], report: dict[str, Any], log: Log) -> pl.DataFrame:
+                   carry: list[str], report: dict[str, Any], log: Log, path: str) -> pl.DataFrame:
     """Every two distinct items of a group, both ways; a group keeps its first `max_items` items."""
     group, cap = columns(rule.group), rule.item_cap()
     first = _group_bounds(ev.unique(subset=[*group, item], keep="first", maintain_order=True), group)
@@ -252,8 +294,11 @@ def _co_occurrence(ev: pl.DataFrame, rule: PairRule, *, item: str, query: str, t
     report.update(max_items=cap, groups_capped=over.height, items_capped=left_out,
                   largest_group=int(first["_n"].max() or 0))
     if over.height:
-        log(f"interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
+        log(f"warning: interactions.pairs: {over.height:,} groups have more than max_items {cap} distinct items "
             f"(largest {report['largest_group']:,}); {left_out:,} items left out of their pairs")
+    sizes = first.filter(pl.col("_rank") == 0).select(pl.min_horizontal("_n", pl.lit(cap, pl.Int64)).cast(pl.Int64))
+    check_pair_budget(int(sizes.select(pl.col("_n") * (pl.col("_n") - 1)).sum().item() or 0), ev.select(item, *carry),
+                      rule=f"co_occurrence, max_items {cap:,}", hint="lower interactions.pairs.max_items", path=path)
     kept = first.filter(pl.col("_rank") < cap).with_row_index("_row")
     left = kept.select(*group, pl.col(item).alias(query), "_row", *([pl.col(time).alias("_tq")] if time else []))
     right = kept.select(*group, item, "_rank", *[c for c in carry if c not in group])

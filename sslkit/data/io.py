@@ -141,13 +141,25 @@ def check_field_counts(src: Any, sep: str) -> None:
                         hint="fix that row (an empty value is still a field: keep its separator)")
 
 
+@contextlib.contextmanager
+def named_errors(path: str | Path) -> Iterator[None]:
+    """An OSError inside names `path` when it names no file: a write on an open file that hits a
+    full disk (ENOSPC) or the file-size limit (EFBIG) carries no filename of its own."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that readers never see it half-written (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with named_errors(path), os.fdopen(fd, "wb") as fh:
             fh.write(data)
         umask = os.umask(0)
         os.umask(umask)
@@ -258,6 +270,9 @@ def os_error(e: OSError, *, doing: str = "") -> ResourceError | DataError:
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return ResourceError(f"{where}: {e.strerror.lower() if e.strerror else 'not writable'}{what}",
                              hint="make it writable, or write elsewhere (--out, cache_dir)")
+    if e.errno == errno.EFBIG:
+        return ResourceError(f"{where}: file too large for this file system or the process's file-size limit{what}",
+                             hint="write elsewhere (--out, cache_dir), or raise the limit (ulimit -f)")
     if e.errno == errno.EISDIR:
         return DataError(f"{where}: is a directory{what}", hint="give a file path")
     if e.errno in (errno.ENOTDIR, errno.EEXIST):

@@ -532,11 +532,13 @@ def plot_heatmap(result: MIResult, path: str | os.PathLike[str], normalized: boo
         ax.set_title("normalized MI: MI / sqrt(H_i·H_j)" if normalized else "mutual information (nats)")
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
+        from sslkit.data.io import named_errors
+
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with named_errors(out), os.fdopen(fd, "wb") as fh:
                 fig.savefig(fh, format=out.suffix.lstrip(".").lower() or "png", dpi=120)
             os.chmod(tmp, 0o644)
             os.replace(tmp, out)

@@ -93,7 +93,12 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
     ic, sp = cfg.interactions, cfg.split
     ipath = cfg.resolve(ic.path) or "-"
     lf = _scan(ipath, ic.format, strings=events.id_sources(cfg))
-    schema = lf.collect_schema()
+    try:
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as e:  # a truncated Parquet file: its footer is gone
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{ipath}: cannot read as {io.infer_format(ipath, ic.format)}: {first}",
+                        hint="the file is damaged or truncated: restore or rewrite it")
     require_columns(pl.DataFrame(schema=schema), events._needed(cfg), path=ipath)
     q_sep = cfg.items.id_separator if cfg.item_to_item() else cfg.queries.id_separator
     for parts, sep in ((events.columns(ic.item), cfg.items.id_separator), (events.columns(ic.query), q_sep)):
@@ -113,7 +118,8 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
     lf = lf.select(icol, qcol, "item_row", "query_row", *extra, *last)
     pairs_path = staging / "pairs.bin"
     try:
-        scan = _first_pass(lf, cfg, pairs_path, staging, report=report)
+        with io.named_errors(staging):  # a full disk while staging names the cache directory
+            scan = _first_pass(lf, cfg, pairs_path, staging, report=report)
     except pl.exceptions.PolarsError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{ipath}: cannot read as {io.infer_format(ipath, ic.format)}: {first}")
@@ -127,7 +133,8 @@ def build_splits(cfg: Config, items_df: pl.DataFrame, queries_df: pl.DataFrame, 
                        time_valid=_from_file(staging / "valid.bin", np.bool_, n))
     for f in ("flags.bin", "times.bin", "valid.bin"):
         (staging / f).unlink(missing_ok=True)
-    splits, digests = _write_splits(pairs_path, role, staging)
+    with io.named_errors(staging):
+        splits, digests = _write_splits(pairs_path, role, staging)
     pairs_path.unlink()
     return splits, digests
 

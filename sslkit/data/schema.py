@@ -35,6 +35,12 @@ def require_columns(df: pl.DataFrame, columns: dict[str, str], *, path: str) -> 
         if column not in df.columns:
             close = difflib.get_close_matches(column, df.columns, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"columns are: {', '.join(df.columns[:12])}"
+            if df.width == 1 and (sep := next((c for c in (";", "\t", "|") if c in df.columns[0]), None)):
+                name = {";": "';'", "\t": "a tab", "|": "'|'"}[sep]
+                raise SchemaError(f"{path}: column '{column}' ({key}) not found: the file reads as one column whose "
+                                  f"header holds {name}, so its fields are probably separated by {name}",
+                                  hint="sslkit reads .csv files separated by commas and .tsv files by tabs: save it "
+                                       "with commas (or tab-separated as .tsv)")
             raise SchemaError(f"{path}: column '{column}' ({key}) not found", hint=f"{hint} (or fix {key})")
 
 

@@ -25,7 +25,7 @@ from sslkit.config import Config, Feature
 from sslkit.errors import DataError
 from sslkit.data.schema import FeatureSpec, check_feature, check_ids, require_columns
 
-FORMAT_VERSION = 2  # 2: per-array checksums in meta.json
+FORMAT_VERSION = 3  # 2: per-array checksums in meta.json; 3: meta.json checksums itself (specs, vocabularies)
 
 
 @dataclass
@@ -271,7 +271,7 @@ def _entity_frame(cfg: Config, inter: pl.DataFrame, ipath: str, *, entity: str) 
         parts, separator = events.id_parts(cfg, entity)
         df = io.read_table(path, sec.format, strings=parts)
         require_columns(df, {c: f"{entity}.id" for c in parts}, path=path)
-        df = events.with_id(df, parts, separator)
+        df = events.with_id(df, parts, separator, path=path, key=f"{entity}.id_separator")
         check_ids(df, id_col, path=path, key=f"{entity}.id", unique=True)
     else:
         path = ipath
@@ -479,13 +479,15 @@ def save(store: FeatureStore, path: Path) -> None:
                 digests[name] = store.digests[name]  # a streamed split file: linked, not read again
                 continue
             arr = np.ascontiguousarray(arr)
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            with io.named_errors(path / f"{name}.npy"):
+                np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             digests[name] = _array_digest(arr)
-        meta = {"format_version": FORMAT_VERSION, "key": store.key, "report": store.report,
+        body = {"format_version": FORMAT_VERSION, "key": store.key, "report": store.report,
                 "item_to_item": store.item_to_item, "splits": sorted(store.splits), "checksums": digests,
                 "specs": {e: [s.__dict__ for s in t.specs.values()] for e, t in entities.items()},
                 "vocabs": {e: {f: v.to_json() for f, v in vs.items()} for e, vs in store.vocabs.items()}}
-        io.write_json(tmp / "meta.json", meta)
+        body = json.loads(json.dumps(body, default=io._json_default))  # exactly what a load reads back
+        io.write_json(tmp / "meta.json", {**body, "meta_checksum": _meta_digest(body)})
         try:
             os.rename(tmp, path)
         except OSError as e:
@@ -539,7 +541,15 @@ def load(path: Path) -> FeatureStore:
     return store
 
 
+def _meta_digest(body: dict[str, Any]) -> str:
+    """Checksum of meta.json's own content (specs, vocabularies, report, the arrays' checksums)."""
+    return io.digest_bytes(json.dumps(body, separators=(",", ":")).encode())
+
+
 def _load(path: Path, meta: dict[str, Any]) -> FeatureStore:
+    body = {k: v for k, v in meta.items() if k != "meta_checksum"}
+    if meta.get("meta_checksum") != _meta_digest(body):
+        raise StoreDamaged("meta.json fails its checksum (its feature specs or vocabularies were changed)")
     checksums: dict[str, str] = meta["checksums"]
 
     def arr(name: str, kinds: str, ndim: int) -> np.ndarray:

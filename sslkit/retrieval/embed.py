@@ -202,9 +202,10 @@ def drop_unknown_key_rows(df: pl.DataFrame, allowed: set[str], *, path: str,
     return kept
 
 
-def embed(run: Run, *, items: str | None = None, queries: str | None = None,
+def embed(run: Run, *, items: str | None = None, queries: str | None = None, input_format: str | None = None,
           log: Any = lambda _: None, warn: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(ids, vectors, entity): the whole catalog by default, or the rows of an items/queries file.
+    """(ids, vectors, entity): the whole catalog by default, or the rows of an items/queries file
+    (`input_format` csv | parquet | ndjson; by default from the extension, and CSV for stdin).
 
     NDJSON rows with a key the run does not know go to `warn` (one line each) and are left out;
     without `warn` the first such row is an error.
@@ -216,8 +217,10 @@ def embed(run: Run, *, items: str | None = None, queries: str | None = None,
         item_mode = cfg.item_to_item()
         id_col = cfg.item_id() if item_mode else cfg.query_id()
         parts, separator = events.id_parts(cfg, "items" if item_mode else "queries")
-        df = _checked_rows(io.read_table(queries, strings=[id_col, *parts]), queries, row_keys(cfg, item_rows=item_mode), warn)
-        df = events.with_id(df, parts, separator)  # a composite id: its columns joined
+        df = _checked_rows(io.read_table(queries, input_format, strings=[id_col, *parts]), queries,
+                           row_keys(cfg, item_rows=item_mode), warn, input_format)
+        df = events.with_id(df, parts, separator, path=queries,  # a composite id: its columns joined
+                            key="items.id_separator" if item_mode else "queries.id_separator")
         table = encode_rows(df, cfg.items.features if item_mode else cfg.queries.features or {},
                             run.vocabs["items" if item_mode else "queries"],
                             run.item_specs if item_mode else run.query_specs or {},
@@ -225,8 +228,9 @@ def embed(run: Run, *, items: str | None = None, queries: str | None = None,
         return table.ids, embed_table(run, table, queries=True), "queries"
     if items:
         parts, separator = events.id_parts(cfg, "items")
-        df = _checked_rows(io.read_table(items, strings=[cfg.item_id(), *parts]), items, row_keys(cfg, item_rows=True), warn)
-        df = events.with_id(df, parts, separator)
+        df = _checked_rows(io.read_table(items, input_format, strings=[cfg.item_id(), *parts]), items,
+                           row_keys(cfg, item_rows=True), warn, input_format)
+        df = events.with_id(df, parts, separator, path=items)
         table = encode_rows(df, cfg.items.features, run.vocabs["items"], run.item_specs,
                             id_col=cfg.item_id(), path=items, section="items")
         return table.ids, embed_table(run, table, queries=False), "items"
@@ -234,10 +238,11 @@ def embed(run: Run, *, items: str | None = None, queries: str | None = None,
     return np.asarray(store.items.ids), embed_table(run, store.items, queries=False), "items"
 
 
-def _checked_rows(df: pl.DataFrame, path: str, allowed: set[str], warn: Callable[[str], None] | None) -> pl.DataFrame:
+def _checked_rows(df: pl.DataFrame, path: str, allowed: set[str], warn: Callable[[str], None] | None,
+                  fmt: str | None = None) -> pl.DataFrame:
     """NDJSON input: rows with unknown keys reported and left out (CSV/Parquet columns are a table's
     own business: extra columns there are ignored)."""
-    if io.infer_format(path) != "ndjson":
+    if io.infer_format(path, fmt) != "ndjson":
         return df
 
     def fail(message: str) -> None:
@@ -246,8 +251,17 @@ def _checked_rows(df: pl.DataFrame, path: str, allowed: set[str], warn: Callable
     return drop_unknown_key_rows(df, allowed, path=path, warn=warn or fail)
 
 
+IDS_SUFFIX = ".ids.ndjson"  # beside an npy file: its ids (formerly `.ids.txt`, one per line: a newline in an id shifted the rest)
+
+
+def read_ids(path: str | Path) -> np.ndarray:
+    """The ids `write_vectors` wrote beside an npy file, in order."""
+    return pl.read_ndjson(path, schema={"id": pl.String})["id"].to_numpy()
+
+
 def write_vectors(ids: np.ndarray, vectors: np.ndarray, out: str, fmt: str) -> None:
-    """Write (id, vector) rows; '-' = stdout. npy writes vectors to OUT and ids to OUT.ids.txt."""
+    """Write (id, vector) rows; '-' = stdout. npy writes vectors to OUT and ids to OUT.ids.ndjson
+    (one `{"id": …}` per line, JSON-escaped: an id holding a newline cannot shift the ids after it)."""
     import sys
 
     if fmt == "npy":
@@ -256,7 +270,9 @@ def write_vectors(ids: np.ndarray, vectors: np.ndarray, out: str, fmt: str) -> N
         buf = _bytes.BytesIO()
         np.save(buf, vectors.astype(np.float32))
         io.atomic_write_bytes(out, buf.getvalue())
-        io.atomic_write_text(out + ".ids.txt", "".join(f"{i}\n" for i in ids))
+        ids_buf = _bytes.BytesIO()
+        pl.DataFrame({"id": pl.Series([str(i) for i in ids.tolist()], dtype=pl.String)}).write_ndjson(ids_buf)
+        io.atomic_write_bytes(out + IDS_SUFFIX, ids_buf.getvalue())
         return
     if fmt == "csv":
         df = pl.DataFrame({"id": ids.tolist()}).hstack(
@@ -315,13 +331,13 @@ def _source(run: Run) -> str:
 
 
 def item_vectors(run: Run, log: Any = lambda _: None) -> tuple[np.ndarray, np.ndarray]:
-    """Catalog ids and vectors, cached in the run directory (`items.npy`, `items.npy.ids.txt`) and
+    """Catalog ids and vectors, cached in the run directory (`items.npy`, `items.npy.ids.ndjson`) and
     trusted only while their checksums match the ones recorded for this checkpoint (derived.json)."""
-    names = ["items.npy", "items.npy.ids.txt"]
+    names = ["items.npy", "items.npy" + IDS_SUFFIX]  # a run's older items.npy.ids.txt is not read: recomputed
     vec_path, ids_path = run.dir / names[0], run.dir / names[1]
     if run.state.get("digest") and derived_fresh(run, names):
         vectors = np.load(vec_path, allow_pickle=False)
-        ids = np.array(ids_path.read_text().splitlines())
+        ids = read_ids(ids_path)
         if len(ids) == len(vectors):
             return ids, vectors
     ids, vectors, _ = embed(run, log=log)
@@ -333,8 +349,5 @@ def item_vectors(run: Run, log: Any = lambda _: None) -> tuple[np.ndarray, np.nd
         log(f"could not cache the item vectors in {run.dir} ({e.strerror}); computed them in memory")
         return ids, vectors
     record_derived(run, names, log)
-    return ids, vectors
-    ids, vectors, _ = embed(run, log=log)
-    write_vectors(ids, vectors, str(vec_path), "npy")
     return ids, vectors
 

@@ -130,10 +130,19 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
             continue
         try:
             obj = json.loads(text)
+        except RecursionError:  # "[[[[…" thousands deep: this line only, like any other bad line
+            problems.append((n, f"line {n}: JSON nested too deeply to read"))
+            continue
         except json.JSONDecodeError:
             obj = None
         if not isinstance(obj, dict):
             problems.append((n, f"line {n}: not a JSON object: {text[:60]!r}"))
+            continue
+        nested = [k for k, v in obj.items() if isinstance(v, dict)
+                  or (isinstance(v, list) and any(isinstance(x, (list, dict)) for x in v))]
+        if nested:
+            problems.append((n, f"line {n}: key {_clip(str(nested[0]))!r} holds nested JSON; a feature value is "
+                                "text, a number, or a list of them"))
             continue
         if (unknown := unknown_key_message(obj, allowed)):
             problems.append((n, f"line {n}: {unknown}"))

@@ -4,6 +4,8 @@ per-query metrics, and reuse a done cell only while its data pin still matches t
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -94,13 +96,81 @@ def _run_cell(sweep: Sweep, cell: Cell, status: str, *, log: Callable[[str], Non
         check_data_pin(cell)
         try:
             return load_result(cell)
+        except TrainingDamaged:
+            raise
         except CheckpointError as e:  # damaged outside sslkit (writes are atomic): evaluate again
-            log(f"{e.line()}; evaluating cell {cell.label} again")
+            log(f"warning: {e.message}; evaluating cell {cell.label} again")
     r = evaluate_run(cell.dir, log=log, split=cell.split)
     _save_per_query(cell.dir / PER_QUERY_FILES[cell.split], r.queries,
                     r.per_query | {f"{SLICE_KEY}{sl}{SLICE_KEY}{m}": v for sl, pq in r.slice_per_query.items()
                                    for m, v in pq.items()}, eval_settings(cell))
+    _seal(cell)
     return load_result(cell)
+
+
+# --- checksums of a cell's results: written when they are saved, verified before they are reused ---
+
+class TrainingDamaged(CheckpointError):
+    """summary.json of a cell fails its checksum: evaluating again cannot repair it (retrain)."""
+
+
+def _sums_path(cell: Cell) -> Path:
+    return cell.dir / f"checksums.{cell.split}.json"
+
+
+def _sealed_files(cell: Cell) -> list[str]:
+    return [EVAL_FILES[cell.split], PER_QUERY_FILES[cell.split], "summary.json"]
+
+
+def _seal(cell: Cell) -> None:
+    """Record the digests of the cell's evaluation, per-query file and training summary."""
+    old = _read_sums(cell)
+    _check_summary(cell, old.get("summary.json") if old else None)
+    io.write_json(_sums_path(cell), {"format": 1, "files": {name: io.digest_file(cell.dir / name)
+                                                           for name in _sealed_files(cell)}})
+
+
+def _read_sums(cell: Cell) -> dict[str, str] | None:
+    try:
+        files = io.read_json(_sums_path(cell)).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return files if isinstance(files, dict) else None
+
+
+def _check_summary(cell: Cell, digest: str | None) -> None:
+    """summary.json is what training wrote: its sealed digest (when there is one) and its shape."""
+    path = cell.dir / "summary.json"
+    fix = f"retrain the cell: delete {cell.dir} and run the sweep again"
+    try:
+        if digest is not None and io.digest_file(path) != digest:
+            raise TrainingDamaged(f"{path} fails its checksum (damaged)", hint=fix)
+        summary = io.read_json(path)
+        if not isinstance(summary, dict) or not isinstance(summary.get("train_seconds"), (int, float)):
+            raise TrainingDamaged(f"{path} is damaged (no train_seconds)", hint=fix)
+    except (OSError, ValueError) as e:
+        raise TrainingDamaged(f"{path} is unreadable ({type(e).__name__})", hint=fix)
+
+
+def _verify(cell: Cell) -> None:
+    """A done cell's files match the digests recorded when they were saved.
+
+    Raises:
+        TrainingDamaged: summary.json changed. CheckpointError: the evaluation files changed, or
+            were written without checksums (before sslkit recorded them): evaluate the cell again.
+    """
+    sums = _read_sums(cell)
+    if sums is None:
+        raise CheckpointError(f"{_sums_path(cell)} is missing or damaged: the cell's results cannot be verified")
+    _check_summary(cell, sums.get("summary.json"))
+    for name in _sealed_files(cell)[:2]:
+        try:
+            ok = io.digest_file(cell.dir / name) == sums.get(name)
+        except OSError:
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{cell.dir / name} fails its checksum (damaged or changed)",
+                                  hint="re-evaluate the cell")
 
 
 _FINGERPRINTS: dict[str, dict[str, str]] = {}  # store cache key (a hash of the data files) → fingerprint
@@ -156,8 +226,9 @@ def load_result(cell: Cell) -> CellResult:
     """A done cell's evaluation and per-query metrics on its split.
 
     Raises:
-        CheckpointError: either file is unreadable or not what `sslkit sweep` wrote.
+        CheckpointError: a file fails its checksum, is unreadable or not what `sslkit sweep` wrote.
     """
+    _verify(cell)
     try:
         with np.load(cell.dir / PER_QUERY_FILES[cell.split], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -174,7 +245,7 @@ def load_result(cell: Cell) -> CellResult:
             raise ValueError(f"{EVAL_FILES[cell.split]} lacks metrics, slices or toppop")
         if evaluation.get("split", cell.split) != cell.split:
             raise ValueError(f"{EVAL_FILES[cell.split]} scores split {evaluation['split']}, not {cell.split}")
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise CheckpointError(f"{cell.dir}: unreadable evaluation ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
     per_query: dict[str, np.ndarray] = {}
     slices: dict[str, dict[str, np.ndarray]] = {}

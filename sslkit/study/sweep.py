@@ -60,9 +60,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import yaml
 from pydantic import ValidationError
 
+from sslkit.config import MAX_SCHEMA_BYTES, decode_text, load_yaml
 from sslkit.data import io
 from sslkit.errors import ConfigError
 
@@ -86,12 +86,15 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
             a study that could only select on test.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
+    try:  # the schema files' bounded reader: size, UTF-8, depth, alias expansion, duplicate keys
+        data = path.read_bytes() if path.stat().st_size <= MAX_SCHEMA_BYTES else None
     except FileNotFoundError:
         raise ConfigError(f"{path}: sweep spec not found")
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read sweep spec ({getattr(e, 'problem', None) or e})")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read sweep spec ({e.strerror})")
+    if data is None:
+        raise ConfigError(f"{path}: sweep spec is larger than {MAX_SCHEMA_BYTES // 1024} KiB")
+    raw = load_yaml(decode_text(data, str(path)), str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with schema, grid (or arms and tune) and optionally out, set")
     if isinstance(raw.get("tune"), dict) and budget is not None:

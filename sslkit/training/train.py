@@ -345,7 +345,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     validated_at = -1
     t0, done_at_start, window = time.perf_counter(), step, (time.perf_counter(), step)
     nonfinite = torch.zeros((), device=s.device)  # non-finite losses so far, counted on the device (no sync)
-    with (run_dir / "metrics.jsonl").open("a") if s.world.is_main else open(os.devnull, "w") as log:
+    with io.named_errors(run_dir / "metrics.jsonl"), \
+            (run_dir / "metrics.jsonl").open("a") if s.world.is_main else open(os.devnull, "w") as log:
         while step < s.total_steps:
             order_gen.set_state(order_state)
             perm = torch.randperm(len(s.train_pairs), generator=order_gen)  # on the CPU, where the pairs are
