@@ -122,7 +122,7 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines on stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    """sslkit: profile, init, mi, train, eval, embed, recommend, sweep — see `sslkit COMMAND --help`."""
+    """sslkit: profile, init, mi, train, eval, embed, recommend, sweep, report — see `sslkit COMMAND --help`."""
     console.set_quiet(quiet)
     runtime.passive_wait_policy()  # before torch loads OpenMP: idle workers sleep (sslkit.runtime, "Threads")
     runtime.keep_freed_memory()  # the tool owns its process: reuse freed tensor memory (sslkit.runtime)
@@ -453,6 +453,34 @@ def sweep(
     if failed:
         console.error(f"{len(failed)} of {len(sw.cells)} cells failed: " + "; ".join(f"{c.label}: {m}" for c, m in failed))
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def report(
+    inputs: Annotated[list[Path], typer.Argument(help="Run directories, sweep out directories (their *.sweep.json) or summary JSON files.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file [report.html, or report.md with --format md]; - for stdout.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file, charts inline) | md (charts as .svg files beside it)")] = "html",
+    title: Annotated[Optional[str], typer.Option("--title", help="Page title [the run's or study's name].")] = None,
+) -> None:
+    """One page for runs and studies: curves, metrics with TopPopular, slices, budgets, every comparison with its interval."""
+    from sslkit.study.report import build_reports, render_html, write_html, write_markdown
+
+    if fmt not in ("html", "md"):
+        raise typer.BadParameter("use html or md", param_hint="--format")
+    reports = build_reports(inputs)
+    if str(out) == "-":
+        if fmt == "md":
+            raise typer.BadParameter("Markdown writes its charts beside the file: give a path", param_hint="--out")
+        sys.stdout.write(render_html(reports, title=title))
+        return
+    path = out or Path(f"report.{fmt}")
+    if fmt == "md":
+        write_markdown(reports, path, title=title)
+        console.log(f"wrote {path} (charts in {path.stem}_figures/)")
+    else:
+        write_html(reports, path, title=title)
+        console.log(f"wrote {path}")
 
 
 def main() -> None:
