@@ -156,12 +156,12 @@ def profile(
     set_: SetOpt = None,
 ) -> None:
     """Sizes, per-feature statistics, popularity (Gini, TopPopular recall) and head/tail/cold counts."""
-    from sslkit.data.profile import plot_popularity, profile as run_profile
+    from sslkit.data.profile import composite_id_features, plot_popularity, profile as run_profile
 
     cfg = _config(schema, set_)
     store = _store(cfg)
     result = run_profile(store, ks=tuple(cfg.eval.k), head_fraction=cfg.eval.head_fraction,
-                         exclude_seen=cfg.eval.exclude_seen)
+                         exclude_seen=cfg.eval.exclude_seen, composite_ids=composite_id_features(cfg))
     if plot:
         plot_popularity(store, str(plot))
         console.log(f"wrote {plot}")
@@ -179,11 +179,14 @@ def init(
     data: Annotated[str, typer.Argument(help="Interactions file (CSV/Parquet/NDJSON).", show_default=False)],
     items: Annotated[Optional[str], typer.Option("--items", help="Items (catalog) file.")] = None,
     queries: Annotated[Optional[str], typer.Option("--queries", help="Queries (e.g. users) file.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="item-to-item | user-to-item: which reading of the log to write [the one init proposes]; the other follows as a commented block.")] = None,
 ) -> None:
-    """Infer a starting schema from the data and print it as commented YAML."""
-    from sslkit.data.infer import infer_schema
+    """Infer a starting schema — the task (item-to-item or user-to-item), pair rule and split too — and print it as commented YAML."""
+    from sslkit.data.infer import TASKS, infer_schema
 
-    sys.stdout.write(infer_schema(data, items=items, queries=queries))
+    if task is not None and task not in TASKS:
+        raise typer.BadParameter("use item-to-item or user-to-item", param_hint="--task")
+    sys.stdout.write(infer_schema(data, items=items, queries=queries, task=task))
 
 
 @app.command()
@@ -197,7 +200,12 @@ def mi(
     mask_size: Annotated[Optional[int], typer.Option("--mask-size", min=1, help="|F_m| (default: ssl.mask_size or floor(k/2)).")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Mutual information between item features over the catalog, and the CFM masking sets."""
+    """Mutual information between item features over the catalog, and the CFM masking sets.
+
+    Exact, from counts over the catalog's items. A row with no value (null, empty list) counts as one
+    value of its own, "missing", and every out-of-vocabulary value (below min_count / max_size) as one
+    value "OOV": to match mi with your own computation, count them that way rather than dropping them.
+    Multi-valued features spread each item's unit mass evenly over its value pairs."""
     from sslkit.data.mi import catalog_mi
 
     cfg = _config(schema, set_)
