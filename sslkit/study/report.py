@@ -174,7 +174,7 @@ def run_report(run_dir: str | Path) -> Report:
     summ = _read_json(run / "summary.json") if (run / "summary.json").exists() else {}
     rows = _read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
     tr, ssl = cfg.get("train", {}), cfg.get("ssl", {})
-    rep = Report(title=f"Run {run.name}", subtitle=str(run))
+    rep = Report(title=f"Run: {run.name}", subtitle=str(run))
     facts = [("dataset", cfg.get("name")), ("augmentation (ssl.aug)", ssl.get("aug")),
              ("ssl.alpha", ssl.get("alpha") if ssl.get("aug") not in (None, "none", "fd") else None),
              ("ssl.dropout", ssl.get("dropout") if ssl.get("aug") not in (None, "none", "so") else None),
@@ -477,7 +477,7 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
     forest plot with its interval, slices, curves, the null check and the verdict list."""
     title = name or Path(str(summary.get("spec", "study"))).stem
     study = summary.get("kind") == "study" or "arms" in summary or "selection" in summary
-    rep = Report(title=f"{'Study' if study else 'Grid'} {title}",
+    rep = Report(title=f"{'Study' if study else 'Grid'}: {title}",
                  subtitle=f"{summary.get('spec', '')} — {summary.get('done', '?')}/{summary.get('cells', '?')} cells")
     m1 = primary_metric(summary)
     comps = comparisons(summary)
