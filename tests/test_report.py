@@ -228,3 +228,25 @@ def test_report_errors_are_one_line(tmp_path: Path, runner: CliRunner) -> None:
     assert r.exit_code == 1 and "not a sweep or study summary" in r.stderr
     r = runner.invoke(app, ["report", str(tmp_path / "y.json"), "--format", "pdf"])
     assert r.exit_code == 2
+
+
+def test_the_bundled_studies_report_code_is_sslkit_reports(tmp_path: Path) -> None:
+    """examples/movielens/study.py (and simulated, which imports it) draw their knob curves and the
+    per-study appendix of docs/RESULTS*.md with sslkit.study.report — here on the committed summaries."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("movielens_study_report", root / "examples/movielens/study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)  # type: ignore[union-attr]
+    summaries = json.loads((root / "docs/results/summaries.json").read_text())
+    rows = study.curve(summaries["table2"], "alpha", tmp_path / "alpha.svg", "alpha", log_x=True)
+    assert (tmp_path / "alpha.svg").read_text().startswith("<svg") and "| CFM | 0.01 (pick) |" in rows
+    text = study.report_appendix(summaries, tmp_path)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all((tmp_path / link).exists() for link in links)
+    for name, s in summaries.items():
+        assert f"### Study: {Path(s['spec']).stem}" in text
+        for c in comparisons(s):
+            assert interval_text(c["rel"], c["lo"], c["hi"]) in text
+    assert study.verdict({"low": 0.01, "high": 0.2}) == "helps" and study.verdict(None) == "—"

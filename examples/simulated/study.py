@@ -64,8 +64,8 @@ def write_report(summaries: dict[str, Any], out: Path, quick: bool) -> Path:
             "_Not run in this regeneration; run `python examples/simulated/study.py` to add it._")
 
     name_of = ml.name_of
-    alpha_rows = ml.curve(t2, "alpha", figs / "sim_fig6_alpha.png", "α (SSL loss weight)", log_x=True)
-    dr_rows = ml.curve(t2, "dropout", figs / "sim_fig7_dropout.png", "dropout rate dr")
+    alpha_rows = ml.curve(t2, "alpha", figs / "sim_fig6_alpha.svg", "α (SSL loss weight)", log_x=True)
+    dr_rows = ml.curve(t2, "dropout", figs / "sim_fig7_dropout.svg", "dropout rate dr")
     report_s = time.perf_counter() - t0
     times = " · ".join(f"{k} {v['seconds'] / 60:.1f} min" for k, v in summaries.items())
     total_s = sum(v["seconds"] for v in summaries.values()) + report_s
@@ -184,11 +184,11 @@ baseline:
 
 ## Figure 6 — SSL weight α, and Figure 7 — dropout rate dr (validation, tuning seed)
 
-![alpha](results/sim_fig6_alpha.png)
+![alpha](results/sim_fig6_alpha.svg)
 
 {alpha_rows}
 
-![dropout](results/sim_fig7_dropout.png)
+![dropout](results/sim_fig7_dropout.svg)
 
 {dr_rows}
 
@@ -196,6 +196,7 @@ baseline:
 
 {discussion}
 """
+    text += "\n" + ml.report_appendix(summaries, out, "results/sim_report" if not quick else "results/sim_report.quick")
     path = out / ("RESULTS-simulated.md" if not quick else "RESULTS-simulated.quick.md")
     path.write_text(text)
     raw = json.dumps(summaries, indent=1, default=str)

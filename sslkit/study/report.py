@@ -280,7 +280,8 @@ def _index_recall(run: Path) -> list[list[Any]]:
 # --------------------------------------------------------------------------------------------- a study
 
 
-def _verdict(lo: float | None, hi: float | None) -> str:
+def verdict_of(lo: float | None, hi: float | None) -> str:
+    """helps / hurts when the 95% interval [lo, hi] of a change excludes 0, else no detectable difference."""
     if not (_num(lo) and _num(hi)):
         return ""
     return "helps" if lo > 0 else "hurts" if hi < 0 else "no detectable difference"  # type: ignore[operator]
@@ -331,7 +332,7 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"arm": c.get("arm"), "baseline": c.get("baseline"), "metric": c.get("metric"),
                         "value": c.get("value"), "baseline_value": c.get("baseline_value"), "rel": c.get("delta_rel"),
                         "lo": lo, "hi": hi, "abs": c.get("delta_abs"), "abs_lo": alo, "abs_hi": ahi, "p": c.get("p"),
-                        "p_holm": c.get("p_holm"), "verdict": c.get("verdict") or _verdict(lo, hi),
+                        "p_holm": c.get("p_holm"), "verdict": c.get("verdict") or verdict_of(lo, hi),
                         "wins": c.get("wins"), "replicates": c.get("replicates"), "resamples": c.get("resamples")})
         return out
     by_name = {_gname(g): g for g in summary.get("groups", [])}
@@ -349,7 +350,7 @@ def comparisons(summary: dict[str, Any]) -> list[dict[str, Any]]:
                             "value": _gmetrics(g).get(m, {}).get("mean"),
                             "baseline_value": _gmetrics(base).get(m, {}).get("mean"), "rel": ci.get("relative"),
                             "lo": ci.get("low"), "hi": ci.get("high"), "abs": None, "abs_lo": None, "abs_hi": None,
-                            "p": ci.get("p_value"), "p_holm": None, "verdict": _verdict(ci.get("low"), ci.get("high")),
+                            "p": ci.get("p_value"), "p_holm": None, "verdict": verdict_of(ci.get("low"), ci.get("high")),
                             "wins": None, "replicates": ci.get("seeds"),
                             "resamples": "seeds x queries" if ci.get("seeds") else None})
     return out
@@ -613,7 +614,7 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
             ["arm", "slice", "pairs", m1 or "metric", "baseline", "Δ relative [95% CI]", "TopPopular"], tab,
             right={2, 3, 4, 6}, caption=f"{m1} per slice: head = ground truth among the 10% most frequent training "
                                         "items, tail = the rest, cold = never in training"))]
-        fr = [ForestRow(f"{s['arm']} · {s['slice']}", s["rel"], s["lo"], s["hi"], _verdict(s["lo"], s["hi"]))
+        fr = [ForestRow(f"{s['arm']} · {s['slice']}", s["rel"], s["lo"], s["hi"], verdict_of(s["lo"], s["hi"]))
               for s in show if _num(s["lo"]) and s.get("baseline") and s["arm"] != s.get("baseline")]
         if fr:
             sblk.insert(0, Chart("forest-slices", svg.forest_chart(fr, title=f"Slices: relative change in {m1}, 95% interval",
