@@ -122,7 +122,7 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines on stderr.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
-    """sslkit: profile, init, mi, train, eval, embed, recommend, sweep — see `sslkit COMMAND --help`."""
+    """sslkit: profile, init, mi, train, eval, embed, recommend, sweep, report — see `sslkit COMMAND --help`."""
     console.set_quiet(quiet)
     runtime.passive_wait_policy()  # before torch loads OpenMP: idle workers sleep (sslkit.runtime, "Threads")
     runtime.keep_freed_memory()  # the tool owns its process: reuse freed tensor memory (sslkit.runtime)
@@ -156,12 +156,12 @@ def profile(
     set_: SetOpt = None,
 ) -> None:
     """Sizes, per-feature statistics, popularity (Gini, TopPopular recall) and head/tail/cold counts."""
-    from sslkit.data.profile import plot_popularity, profile as run_profile
+    from sslkit.data.profile import composite_id_features, plot_popularity, profile as run_profile
 
     cfg = _config(schema, set_)
     store = _store(cfg)
     result = run_profile(store, ks=tuple(cfg.eval.k), head_fraction=cfg.eval.head_fraction,
-                         exclude_seen=cfg.eval.exclude_seen)
+                         exclude_seen=cfg.eval.exclude_seen, composite_ids=composite_id_features(cfg))
     if plot:
         plot_popularity(store, str(plot))
         console.log(f"wrote {plot}")
@@ -179,11 +179,14 @@ def init(
     data: Annotated[str, typer.Argument(help="Interactions file (CSV/Parquet/NDJSON).", show_default=False)],
     items: Annotated[Optional[str], typer.Option("--items", help="Items (catalog) file.")] = None,
     queries: Annotated[Optional[str], typer.Option("--queries", help="Queries (e.g. users) file.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="item-to-item | user-to-item: which reading of the log to write [the one init proposes]; the other follows as a commented block.")] = None,
 ) -> None:
-    """Infer a starting schema from the data and print it as commented YAML."""
-    from sslkit.data.infer import infer_schema
+    """Infer a starting schema — the task (item-to-item or user-to-item), pair rule and split too — and print it as commented YAML."""
+    from sslkit.data.infer import TASKS, infer_schema
 
-    sys.stdout.write(infer_schema(data, items=items, queries=queries))
+    if task is not None and task not in TASKS:
+        raise typer.BadParameter("use item-to-item or user-to-item", param_hint="--task")
+    sys.stdout.write(infer_schema(data, items=items, queries=queries, task=task))
 
 
 @app.command()
@@ -197,7 +200,12 @@ def mi(
     mask_size: Annotated[Optional[int], typer.Option("--mask-size", min=1, help="|F_m| (default: ssl.mask_size or floor(k/2)).")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Mutual information between item features over the catalog, and the CFM masking sets."""
+    """Mutual information between item features over the catalog, and the CFM masking sets.
+
+    Exact, from counts over the catalog's items. A row with no value (null, empty list) counts as one
+    value of its own, "missing", and every out-of-vocabulary value (below min_count / max_size) as one
+    value "OOV": to match mi with your own computation, count them that way rather than dropping them.
+    Multi-valued features spread each item's unit mass evenly over its value pairs."""
     from sslkit.data.mi import catalog_mi
 
     cfg = _config(schema, set_)
@@ -456,6 +464,34 @@ def sweep(
     if failed:
         console.error(f"{len(failed)} of {len(sw.cells)} cells failed: " + "; ".join(f"{c.label}: {m}" for c, m in failed))
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def report(
+    inputs: Annotated[list[Path], typer.Argument(help="Run directories, sweep out directories (their *.sweep.json) or summary JSON files.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file [report.html, or report.md with --format md]; - for stdout.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file, charts inline) | md (charts as .svg files beside it)")] = "html",
+    title: Annotated[Optional[str], typer.Option("--title", help="Page title [the run's or study's name].")] = None,
+) -> None:
+    """One page for runs and studies: curves, metrics with TopPopular, slices, budgets, every comparison with its interval."""
+    from sslkit.study.report import build_reports, render_html, write_html, write_markdown
+
+    if fmt not in ("html", "md"):
+        raise typer.BadParameter("use html or md", param_hint="--format")
+    reports = build_reports(inputs)
+    if str(out) == "-":
+        if fmt == "md":
+            raise typer.BadParameter("Markdown writes its charts beside the file: give a path", param_hint="--out")
+        sys.stdout.write(render_html(reports, title=title))
+        return
+    path = out or Path(f"report.{fmt}")
+    if fmt == "md":
+        write_markdown(reports, path, title=title)
+        console.log(f"wrote {path} (charts in {path.stem}_figures/)")
+    else:
+        write_html(reports, path, title=title)
+        console.log(f"wrote {path}")
 
 
 def main() -> None:

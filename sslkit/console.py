@@ -12,10 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 _state = {"quiet": False}
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+# User text is printed literally: markup in it is escaped (_escape) and emoji codes such as `:x:` are
+# never replaced (emoji=False), on both streams.
+err = Console(stderr=True, highlight=False, emoji=False)
+if not err.is_terminal:  # a log file or a pipe: one event per line, never wrapped or cut at 80 columns
+    err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=200)  # width: tables only
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 if not out.is_terminal:
-    out = Console(highlight=False, soft_wrap=True, width=160)
+    out = Console(highlight=False, soft_wrap=True, width=160, emoji=False)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -33,7 +37,7 @@ def log(message: str) -> None:
     if message.startswith("warning: "):
         warn(message)
     elif not _state["quiet"]:
-        err.print(f"[dim]{_escape(message)}[/dim]")
+        err.print(f"[dim]{_escape(message)}[/dim]", soft_wrap=not err.is_terminal)
 
 
 def warn(message: str) -> None:
@@ -60,9 +64,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
           right: Sequence[str] = (), fold: Sequence[str] = ("run",)) -> Table:
     """A rich table; numbers are formatted compactly. `fold` columns (run names) wrap onto more
     lines instead of being cut with an ellipsis, so long names stay distinguishable."""
-    t = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    t = Table(title=_escape(title) if title else None, title_justify="left", show_edge=False, header_style="bold")
     for c in columns:
-        t.add_column(c, justify="right" if c in right else "left", overflow="fold" if c in fold else "ellipsis")
+        t.add_column(_escape(c), justify="right" if c in right else "left", overflow="fold" if c in fold else "ellipsis")
     for r in rows:
         t.add_row(*[fmt(v) for v in r])
     return t

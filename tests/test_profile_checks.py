@@ -66,3 +66,22 @@ def test_most_pairs_dropped_as_unknown_warns(data: Path) -> None:
     assert warning.startswith(f"{dropped:,} of {pairs.height:,} pairs (70%) were dropped as unknown (0 for their "
                               f"item id, {dropped:,} for their query id)")
     assert "set queries.kind: entity" in warning and "dropped as unknown" in err
+
+
+def test_a_composite_id_feature_gets_no_separator_advice(tmp_path: Path) -> None:
+    """`item_key: {column: "pizza_name+size"}` holds 'margherita|L': sslkit's own id separator, not a list."""
+    import shutil
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "examples/orders"
+    shutil.copytree(root / "data", tmp_path / "data")
+    schema = yaml.safe_load((root / "schema.yaml").read_text())
+    schema["items"]["features"]["item_key"] = {"column": "pizza_name+size", "type": "categorical"}
+    schema["items"]["features"]["combo"] = {"column": "ingredients", "type": "categorical"}  # a real list in disguise
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
+    r = CliRunner().invoke(app, ["-q", "profile", str(tmp_path / "schema.yaml"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    warnings = json.loads(r.stdout)["warnings"]
+    assert not [w for w in warnings if "item_key" in w], warnings
+    assert [w for w in warnings if "items.features.combo" in w and "separator: ','" in w], warnings

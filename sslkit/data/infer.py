@@ -23,9 +23,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from sslkit.data import io
+from sslkit.errors import ConfigError, DataError
 
 _SEPARATORS = ("|", ";", ",")
 _TIME = re.compile(r"(^|_)(ts|time|timestamp|date|datetime|created|at)($|_)", re.I)
@@ -98,55 +100,245 @@ def _truncates(lengths: pl.Series) -> str:
             if cut else f"; max_len {cap} truncates no row")
 
 
-def infer_schema(data: str, items: str | None = None, queries: str | None = None) -> str:
-    """Commented YAML for a starting schema (paths written as given)."""
-    inter = io.read_table(data)
-    items_df = io.read_table(items) if items else None
-    queries_df = io.read_table(queries) if queries else None
+TASKS = ("item-to-item", "user-to-item")
+MAX_COLUMNS = 2000  # init reads at most this many columns of a file (the heuristics compare columns pairwise)
+_COMPOSITE_CANDIDATES = 16  # columns tried as the second part of a composite item id
+_BASKET = re.compile(r"order|basket|cart|transaction|txn|invoice|receipt|ticket|checkout|session|visit", re.I)
+_USER = re.compile(r"user|customer|client|member|account|visitor|buyer|person|profile|shopper|subscriber", re.I)
+
+
+@dataclass
+class Task:
+    """One way to read the log: its queries (a column or a pair rule), the queries section and the split."""
+
+    name: str  # item-to-item | user-to-item
+    why: str
+    query: str | None = None  # direct pairs: the query column
+    pairs: dict[str, object] | None = None  # built pairs: {rule, group, max_items | window}
+    kind: str = "item"
+    split: dict[str, object] = field(default_factory=dict)
+    split_why: str = ""
+
+
+def infer_schema(data: str, items: str | None = None, queries: str | None = None, task: str | None = None) -> str:
+    """Commented YAML for a starting schema (paths written as given).
+
+    `task` (item-to-item | user-to-item) picks which reading of the log is written as the schema; the
+    other one, when the log allows it, follows as a commented block.
+    """
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"--task {task!r}: use item-to-item or user-to-item")
+    inter = _read_checked(data)
+    items_df = _read_checked(items) if items else None
+    queries_df = _read_checked(queries) if queries else None
     item_key = _entity_key(items_df, prefer="item") if items_df is not None else None
     roles = infer_roles(inter, items_df, item_key, queries_df)
     if items_df is not None and item_key and len(item_key) > 1:
         roles.why["items_id"] = f"  # composite id: '{item_key[0]}' repeats, with '{item_key[1]}' each row is unique"
+    tasks = plan_tasks(inter, roles, queries_df)
+    if task is not None:
+        chosen = [t for t in tasks if t.name == task]
+        if not chosen:
+            raise ConfigError(f"--task {task}: {data} has no {task} reading — its task is {tasks[0].name}: "
+                              f"{tasks[0].why.split(':')[0]}",
+                              hint="drop --task, or add the column it needs (a user column, or --queries FILE)")
+        tasks = chosen + [t for t in tasks if t.name != task]
+    main, alt = tasks[0], (tasks[1] if len(tasks) > 1 else None)
     lines = ["# sslkit schema inferred by `sslkit init` — check every line; see schemas/reference.yaml",
-             f"name: {Path(data).stem}", "interactions:", f"  path: {json.dumps(data)}"]
+             f"# task: {main.name} — {main.why}"]
+    if alt is not None:
+        lines.append(f"# the other reading ({alt.name}) is the commented block at the end: switching is an edit, "
+                     f"or `sslkit init ... --task {alt.name}`")
+    lines += [f"name: {Path(data).stem}", "interactions:", f"  path: {json.dumps(data)}"]
+    lines += _task_interaction_lines(main)
     lines += _interaction_lines(inter, roles)
-    if roles.kind == "item":
-        lines += ["queries:", f"  kind: item  # item-to-item: {roles.why['kind']}"]
-    else:
-        lines += ["queries:", f"  kind: entity  # {roles.why['kind']}"]
-        if queries_df is not None:
-            qid = _entity_key(queries_df, prefer=roles.query or "")
-            lines += [f"  path: {json.dumps(queries)}", f"  id: {_yaml_columns(qid)}"]
-            lines += _features(queries_df, indent=2)
-        else:
-            lines += [f"  id: {roles.query}", "  features:", f"    {roles.query}: {{type: categorical}}"]
+    lines += _queries_lines(main, roles, queries, queries_df)
     lines.append("items:")
     if items_df is not None and item_key is not None:
         lines += [f"  path: {json.dumps(items)}", f"  id: {_yaml_columns(item_key)}{roles.why.get('items_id', '')}"]
         lines += _features(items_df, indent=2)
     else:
         lines += _derived_items(inter, roles)
-    lines += ["split:", "  method: random      # random | time | column | leave_last_out", "  test_fraction: 0.1",
-              "  seed: 0"]
+    lines += _split_lines(main)
+    if alt is not None:
+        block = ["interactions:", *_task_interaction_lines(alt), *_queries_lines(alt, roles, queries, queries_df),
+                 *_split_lines(alt)]
+        lines += ["", f"# ---- the other task: {alt.name} — {alt.why}",
+                  "# to switch, replace the lines above that differ (interactions' query/pairs, queries, split) "
+                  "with these:"]
+        lines += [f"#   {line}" for line in block]
     return "\n".join(lines) + "\n"
 
 
+def _read_checked(path: str) -> pl.DataFrame:
+    """The table, refused when init cannot read tasks from it: too many columns, one column, or a CSV
+    whose header row looks like data (a headerless file)."""
+    df = io.read_table(path)
+    if df.width > MAX_COLUMNS:
+        raise DataError(f"{path}: {df.width:,} columns; `sslkit init` reads at most {MAX_COLUMNS}",
+                        hint="keep the columns a schema needs (ids, time, features), e.g. with "
+                             "polars' select, then run init on that file")
+    if df.width == 1:
+        name = df.columns[0]
+        delim = next((d for d in (";", "\t", "|") if d in name), None)
+        raise DataError(f"{path}: one column ({name!r}); a log needs a query column (a user, a session, an order, "
+                        "or a query item) beside the item",
+                        hint=f"the file looks {delim!r}-delimited: save it comma-separated" if delim
+                        else "add the column that says who or what each row's item goes with")
+    looks = _header_looks_like_data(df)
+    if looks and io.infer_format(path) == "csv":
+        raise DataError(f"{path}: the header row looks like data ({', '.join(repr(c) for c in looks[:3])}): "
+                        "the file seems to have no header",
+                        hint="add a first line naming the columns, e.g. user_id,item_id,timestamp")
+    return df
+
+
+_SHAPE = str.maketrans("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                       "0000000000" + "a" * 52)
+
+
+def _header_looks_like_data(df: pl.DataFrame) -> list[str]:
+    """The column names that look like values of their column — numbers, or the shape of the column's
+    values ('u17' among 'u3', 'u42'): [] unless at least half of the columns do."""
+    looks = []
+    for c in df.columns:
+        name = c.strip()
+        if re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", name):
+            looks.append(c)
+            continue
+        if df[c].dtype != pl.String or not re.search(r"\d", name):
+            continue
+        sample = df[c].drop_nulls().head(200).cast(pl.String)
+        shapes = sample.str.replace_all(r"\d", "0").str.replace_all(r"[A-Za-z]", "a")
+        if len(shapes) and float((shapes == name.translate(_SHAPE)).mean() or 0.0) >= 0.5:
+            looks.append(c)
+    return looks if len(looks) * 2 >= df.width else []
+
+
+def plan_tasks(inter: pl.DataFrame, roles: Roles, queries_df: pl.DataFrame | None) -> list[Task]:
+    """The readings of the log, the proposed one first.
+
+    * query column holds catalog items → item-to-item on the given pairs;
+    * a basket column (an order, session or transaction id: several items per value, bought at one time)
+      and no user column → item-to-item co-purchase (`co_occurrence` within the basket, capped); the
+      order id is never proposed as a user;
+    * a user column → user-to-item (leave-last-out with a time column), and item-to-item from each user's
+      timeline (`next`, with a time column; else co-occurrence within the user) as the other reading;
+      with a basket column too, the other reading is co-purchase within the basket.
+    """
+    if roles.query is None:
+        raise DataError("the log has no column for the query besides the item"
+                        + (f" ({', '.join(roles.item)})" if roles.item else ""),
+                        hint="add the column that says who or what each row's item goes with (a user, session "
+                             "or order id, or a query item)")
+    if roles.kind == "item":
+        return [Task("item-to-item", f"pairs of items: {roles.why['kind']}", query=roles.query,
+                     split=_time_split(roles, None), split_why=_split_why(roles, None))]
+    free = [c for c in inter.columns if c not in roles.used() or c == roles.query]
+    users = [c for c in free if _USER.search(c) and not _ITEM.search(c)]
+    if queries_df is not None:
+        users = [roles.query] + [u for u in users if u != roles.query]
+    named = [c for c in free if c == roles.query or _BASKET.search(c) or re.search(r"(^|_)id$|Id$|ID$", c)]
+    baskets = [c for c in named if c not in users and _basket(inter, c, roles)]
+    basket = baskets[0] if baskets else None
+    user = users[0] if users else (roles.query if basket is None else None)
+    tasks = []
+    if basket is not None:
+        sizes = inter.group_by(basket).agg(pl.col(roles.item[0]).n_unique().alias("n"))["n"]
+        cap = int(min(50, max(10, round(sizes.quantile(0.99) or 2))))
+        big = int((sizes > cap).sum())
+        why = (f"'{basket}' is a basket ({sizes.mean():.1f} distinct items per value, "
+               + ("one time per value" if roles.time else "named like an order or session") + "): "
+               "items bought together; max_items " + str(cap) + " (p99 of basket sizes, at least 10) caps "
+               + (f"{big:,} bigger baskets" if big else "no basket"))
+        tasks.append(Task("item-to-item", why, pairs={"rule": "co_occurrence", "group": basket, "max_items": cap},
+                          split=_time_split(roles, basket), split_why=_split_why(roles, basket)))
+    if user is not None:
+        why = (f"'{user}' names a user" if _USER.search(user) else f"'{user}': {roles.why['kind']}")
+        ut = Task("user-to-item", f"{why}: recommend items to a {user}", query=user, kind="entity",
+                  split={"method": "leave_last_out"} if roles.time else {"method": "random", "test_fraction": 0.1},
+                  split_why=(f"each {user}'s latest pairs are the test set" if roles.time else
+                             "no time column: a random tenth of the pairs"))
+        tasks.insert(0, ut)  # a user column: recommending to users comes first
+        if basket is None:
+            if roles.time:
+                tasks.append(Task("item-to-item", f"each {user}'s timeline: an item → the item they took next",
+                                  pairs={"rule": "next", "group": user, "window": 1},
+                                  split=_time_split(roles, None), split_why=_split_why(roles, None)))
+            else:
+                tasks.append(Task("item-to-item", f"items of the same {user} (no time column to order them)",
+                                  pairs={"rule": "co_occurrence", "group": user, "max_items": 50},
+                                  split={"method": "random", "test_fraction": 0.1, "group": user},
+                                  split_why=f"a random tenth of the {user}s, whole"))
+    return tasks
+
+
+def _basket(inter: pl.DataFrame, col: str, roles: Roles) -> bool:
+    """An order/session/transaction id: not unique per row, several distinct items per value on average,
+    and — with a time column — one time per value (an order happens at once; a user's rows do not);
+    without one, the column name must say so."""
+    n = inter[col].n_unique()
+    if n >= inter.height or n < 2 or inter[col].dtype.is_float():
+        return False
+    items_per = inter.group_by(col).agg(pl.col(roles.item[0]).n_unique())[roles.item[0]].mean() or 0.0
+    if items_per < 1.5:
+        return False
+    time_cols = roles.time_from or ([roles.time] if roles.time and roles.time in inter.columns else [])
+    if time_cols:
+        per = inter.group_by(col).agg(pl.struct(time_cols).n_unique().alias("t"))["t"]
+        return float((per == 1).mean() or 0.0) >= 0.9 or (bool(_BASKET.search(col)) and float((per == 1).mean() or 0) >= 0.5)
+    return bool(_BASKET.search(col))
+
+
+def _time_split(roles: Roles, group: str | None) -> dict[str, object]:
+    if not roles.time:
+        return {"method": "random", "test_fraction": 0.1, **({"group": group} if group else {})}
+    return {"method": "time", "test_fraction": 0.1, **({"group": group} if group else {})}
+
+
+def _split_why(roles: Roles, group: str | None) -> str:
+    whole = f", and one {group} is never split between train and test" if group else ""
+    return ("the latest tenth of the pairs is the test set" if roles.time else
+            "no time column: a random tenth of the pairs") + whole
+
+
+def _task_interaction_lines(task: Task) -> list[str]:
+    if task.query:
+        return [f"  query: {task.query}"]
+    p = task.pairs or {}
+    note = (f"every two distinct items of one {p['group']}, both ways" if p.get("rule") == "co_occurrence"
+            else f"each event's item → the {p['group']}'s next item, by time")
+    return ["  pairs:", f"    rule: {p['rule']}        # {note}", f"    group: {p['group']}",
+            *[f"    {k}: {v}" for k, v in p.items() if k not in ("rule", "group")]]
+
+
+def _queries_lines(task: Task, roles: Roles, queries: str | None, queries_df: pl.DataFrame | None) -> list[str]:
+    if task.kind == "item":
+        return ["queries:", "  kind: item   # item-to-item: the query is a catalog item"]
+    lines = ["queries:", "  kind: entity  # user-to-item: the query is a user with its own features"]
+    if queries_df is not None and task.query == roles.query:
+        qid = _entity_key(queries_df, prefer=roles.query or "")
+        return lines + [f"  path: {json.dumps(queries)}", f"  id: {_yaml_columns(qid)}"] + _features(queries_df, indent=2)
+    return lines + [f"  id: {task.query}", "  features:", f"    {task.query}: {{type: categorical}}"]
+
+
+def _split_lines(task: Task) -> list[str]:
+    s = task.split
+    lines = ["split:", f"  method: {s['method']}   # {task.split_why} (random | time | column | leave_last_out)"]
+    lines += [f"  {k}: {v}" for k, v in s.items() if k != "method"]
+    return lines + ["  seed: 0"]
+
+
 def _interaction_lines(inter: pl.DataFrame, roles: Roles) -> list[str]:
-    lines = []
-    if roles.query:
-        lines.append(f"  query: {roles.query}")
-    lines.append(f"  item: {_yaml_columns(roles.item)}{roles.why.get('item', '')}")
+    lines = [f"  item: {_yaml_columns(roles.item)}{roles.why.get('item', '')}"]
     if roles.time:
-        lines.append(f"  time: {roles.time}        # enables split.method: time / leave_last_out")
+        lines.append(f"  time: {roles.time}        # orders the log: split.method time / leave_last_out, pairs.rule next")
         if roles.time_from:
             lines.append(f"  time_from: {json.dumps(roles.time_from)}  # joined with a space")
         if roles.time_format:
             lines.append(f"  time_format: {json.dumps(roles.time_format)}")
     if roles.rating:
         lines.append(roles.why["rating"])
-    if roles.query and re.search(r"order|basket|cart|transaction|invoice", roles.query, re.I):
-        lines.append(f"  # baskets? item-to-item pairs within one {roles.query} instead: "
-                     f"pairs: {{rule: co_occurrence, group: {roles.query}}} (drop query; queries.kind: item)")
     lines.append("  on_unknown_item: drop  # or error")
     return lines
 
@@ -157,13 +349,14 @@ def infer_roles(inter: pl.DataFrame, items_df: pl.DataFrame | None, item_key: li
     roles = Roles(item=[])
     _time_role(inter, roles)
     roles.rating = next((c for c in inter.columns if c not in roles.used() and _RATING.search(c)
-                         and inter.schema[c].is_numeric()), None)
+                         and inter[c].dtype.is_numeric()), None)
     if roles.rating:
         roles.why["rating"] = _rating_filter(inter[roles.rating])
     roles.item = _pick_item(inter, items_df, item_key, roles)
-    others = [c for c in inter.columns if c not in roles.used()]
+    others = [c for c in inter.columns if c not in roles.used()
+              and inter[c].n_unique() < inter.height]  # a row id (unique per row) is no query
     if not others:
-        roles.query, roles.kind, roles.why["kind"] = roles.item[0], "item", "no other column"
+        roles.query, roles.kind, roles.why["kind"] = None, "item", "no other column"
         return roles
     if queries_df is not None:
         shared = [c for c in others if c in queries_df.columns]
@@ -218,10 +411,10 @@ def _popularity_correlation(query: pl.Series, items: pl.Series) -> float:
 
 
 def _time_role(inter: pl.DataFrame, roles: Roles) -> None:
-    temporal = [c for c in inter.columns if inter.schema[c].is_temporal()]
+    temporal = [c for c in inter.columns if inter[c].dtype.is_temporal()]
     named = [c for c in inter.columns if _TIME.search(c) and c not in temporal]
-    date = next((c for c in named if re.search(r"date|day", c, re.I) and inter.schema[c] == pl.String), None)
-    clock = next((c for c in named if re.search(r"(?i)(^|_)(time|hour|clock)$", c) and inter.schema[c] == pl.String), None)
+    date = next((c for c in named if re.search(r"date|day", c, re.I) and inter[c].dtype == pl.String), None)
+    clock = next((c for c in named if re.search(r"(?i)(^|_)(time|hour|clock)$", c) and inter[c].dtype == pl.String), None)
     if not temporal and date and clock:  # two text columns that together are a timestamp
         joined = inter[date].head(1000) + " " + inter[clock].head(1000)
         fmt = _time_format(joined)
@@ -232,7 +425,7 @@ def _time_role(inter: pl.DataFrame, roles: Roles) -> None:
     if col is None:
         return
     roles.time = col
-    if inter.schema[col] == pl.String:
+    if inter[col].dtype == pl.String:
         roles.time_format = _time_format(inter[col].head(1000))
 
 
@@ -272,7 +465,7 @@ def _pick_item(inter: pl.DataFrame, items_df: pl.DataFrame | None, item_key: lis
             return [best[4]]
     item_named = [c for c in free if "item" in c.lower()]  # query_item, item_id → item_id (the later)
     named = [c for c in free if _ITEM.search(c) and not _ENTITY.search(c)]
-    text = [c for c in free if inter.schema[c] == pl.String and 1 < inter[c].n_unique() < inter.height]
+    text = [c for c in free if inter[c].dtype == pl.String and 1 < inter[c].n_unique() < inter.height]
     col = item_named[-1] if item_named else (named or text or free[1:2] or free)[0]
     key = _composite_in_log(inter, col, roles)
     if len(key) > 1:
@@ -289,8 +482,9 @@ def _composite_in_log(inter: pl.DataFrame, col: str, roles: Roles) -> list[str]:
     fixed = _attributes(inter, [col], rest)
     best: list[str] = [col]
     gain: list[str] = []
-    for other in [c for c in rest if c not in fixed and not inter.schema[c].is_float()
-                  and 1 < inter[c].n_unique() <= 100]:
+    candidates = [c for c in rest if c not in fixed and not inter[c].dtype.is_float()
+                  and 1 < inter[c].n_unique() <= 100][:_COMPOSITE_CANDIDATES]  # linear in columns
+    for other in candidates:
         if inter.select([col, other]).n_unique() > 0.5 * inter.height:  # near one row per pair: proves nothing
             continue
         gained = [c for c in _attributes(inter, [col, other], rest) if c not in fixed and c != other]
@@ -302,13 +496,23 @@ def _composite_in_log(inter: pl.DataFrame, col: str, roles: Roles) -> list[str]:
 def _attributes(df: pl.DataFrame, key: list[str], columns: list[str]) -> dict[str, float]:
     """The columns that are attributes of `key`, with the share of rows holding their key's usual
     value: ≥ 80% of rows do (a price with occasional promotions stays in), and the key explains at
-    least half of the column's variation (a mostly constant `status` is not an item attribute)."""
+    least half of the column's variation (a mostly constant `status` is not an item attribute).
+    Values are hashed once (a null is a value of its own), then counted per column in numpy: linear
+    in columns."""
+    cols = [c for c in columns if c not in key]
+    if not cols or not df.height:
+        return {}
+    n = df.height
+    hashed = df.select(pl.struct(key).hash().alias("\0key"), *[pl.col(c).hash() for c in cols])
+    _, kc = np.unique(hashed["\0key"].to_numpy(), return_inverse=True)
     out = {}
-    for c in columns:
-        if c in key:
-            continue
-        usual = df.group_by([*key, c]).len().group_by(key).agg(pl.col("len").max())["len"].sum() / max(df.height, 1)
-        overall = df[c].value_counts()["count"].max() / max(df.height, 1)  # type: ignore[operator]
+    for c in cols:
+        _, cc = np.unique(hashed[c].to_numpy(), return_inverse=True)
+        m = int(cc.max()) + 1
+        pairs, counts = np.unique(kc.astype(np.int64) * m + cc, return_counts=True)
+        best = np.zeros(int(kc.max()) + 1, dtype=np.int64)
+        np.maximum.at(best, pairs // m, counts)
+        usual, overall = best.sum() / n, np.bincount(cc).max() / n
         if usual >= 0.8 and 1 - usual <= 0.5 * (1 - overall):
             out[c] = float(usual)
     return out
@@ -335,7 +539,7 @@ def _features(df: pl.DataFrame, indent: int) -> list[str]:
     pad = " " * indent
     out = [f"{pad}features:"]
     for col in df.columns:
-        if df.schema[col].is_temporal():
+        if df[col].dtype.is_temporal():
             continue
         opts, why = infer_feature(df[col])
         body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in opts.items())
@@ -354,12 +558,12 @@ def _entity_key(table: pl.DataFrame, prefer: str) -> list[str]:
     unique = [c for c in table.columns if table[c].null_count() == 0 and table[c].n_unique() == table.height]
     if (found := [c for c in likely if c in unique]):
         return [found[0]]
-    if (exact := [c for c in unique if not table.schema[c].is_float()]):
+    if (exact := [c for c in unique if not table[c].dtype.is_float()]):
         return [exact[0]]
-    text = [c for c in table.columns if table.schema[c] == pl.String]
+    text = [c for c in table.columns if table[c].dtype == pl.String]
     first = (likely or text or table.columns)[0]
     for other in table.columns:
-        if other != first and not table.schema[other].is_float() and \
+        if other != first and not table[other].dtype.is_float() and \
                 table.select([first, other]).n_unique() == table.height:
             return [first, other]
     return [first]

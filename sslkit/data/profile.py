@@ -197,8 +197,10 @@ def _top_values(ids: np.ndarray, vocab: Vocab, dense: bool, top: int) -> list[li
 
 
 def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: float = 0.1,
-            exclude_seen: bool = False) -> dict[str, Any]:
-    """The whole profile as one JSON-able dict."""
+            exclude_seen: bool = False, composite_ids: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """The whole profile as one JSON-able dict. `composite_ids` ({entity: {feature: id separator}},
+    see `composite_id_features`): features that hold a composite id, whose values carry sslkit's own
+    separator — no list advice for them."""
     (train, validation), test = training_split(store), np.asarray(store.splits["test"])
     r = store.report
     result: dict[str, Any] = {
@@ -213,22 +215,42 @@ def profile(store: FeatureStore, ks: tuple[int, ...] = (10, 50), head_fraction: 
     if not store.item_to_item:
         result["query_features"] = feature_stats(store.queries, store.vocabs["queries"], np.unique(test[:, 0]))
     result["warnings"] = dropped_pairs_warnings(store) + [
-        w for entity in store.vocabs for w in separator_warnings(entity, store.vocabs[entity])]
+        w for entity in store.vocabs
+        for w in separator_warnings(entity, store.vocabs[entity], (composite_ids or {}).get(entity, {}))]
     return result
 
 
 _SEPARATORS = ("|", ";", ",", "/")
 
 
-def separator_warnings(entity: str, vocabs: dict[str, Vocab]) -> list[str]:
+def composite_id_features(cfg: Any) -> dict[str, dict[str, str]]:
+    """{entity: {feature: separator}} for features whose column is a composite id ('name+size'): their
+    values are joined by sslkit with `items.id_separator` / `queries.id_separator` ('margherita|L')."""
+    from sslkit.config import id_column
+
+    ic = cfg.interactions
+    keys = {"items": (cfg.items.id or ic.item, cfg.items.id_separator, cfg.items.features),
+            "queries": (cfg.queries.id or ic.query, cfg.queries.id_separator, cfg.queries.features or {})}
+    out: dict[str, dict[str, str]] = {}
+    for entity, (key, sep, feats) in keys.items():
+        if isinstance(key, list):
+            col = id_column(key)
+            out[entity] = {name: sep for name, f in feats.items() if (f.column or name) == col}
+    return out
+
+
+def separator_warnings(entity: str, vocabs: dict[str, Vocab], composite: dict[str, str] | None = None) -> list[str]:
     """Categorical values that are lists in disguise: most rows hold a separator inside one value
-    ('Comedy|Drama'), and the parts repeat across values, so every combination became its own id."""
+    ('Comedy|Drama'), and the parts repeat across values, so every combination became its own id.
+    `composite`: feature → the id separator sslkit itself put in its values (never advice)."""
     out = []
     for name, vocab in vocabs.items():
         if vocab.type not in ("categorical", "multi_categorical") or not vocab.values:
             continue
         values, counts = np.asarray(vocab.values, dtype=str), np.asarray(vocab.counts, dtype=np.int64)
         for sep in _SEPARATORS:
+            if (composite or {}).get(name) == sep:
+                continue
             has = np.char.find(values, sep) >= 0
             share = counts[has].sum() / max(counts.sum(), 1)
             parts = [p.strip() for v in values[has][:10000] for p in v.split(sep)]  # a bounded sample
