@@ -150,3 +150,40 @@ def test_bundled_specs_load() -> None:
         sw = load_sweep(path)
         assert sw.spec.protocol == "two-stage" and sw.arms["none"].stage == "backbone"
         assert {c.cfg.train.seed for c in sw.cells} == {1000, 1001, 1002}
+
+
+def test_halving_rungs() -> None:
+    from sslkit.study.tuning import halving_rungs
+
+    assert halving_rungs(9, 900) == [(9, 100), (3, 300), (1, 900)]
+    assert halving_rungs(6, 900) == [(6, 300), (2, 900)]
+    assert halving_rungs(2, 900) == [(2, 900)]  # fewer than 3 trials: every trial in full
+    assert halving_rungs(27, 10) == [(27, 1), (9, 1), (3, 3), (1, 10)]
+
+
+def test_successive_halving_resumes_the_best_third(data: Path, tmp_path: Path, runner: CliRunner) -> None:
+    """3 trials at 2 steps, the best one trained on to 6 steps from its checkpoint; it is the pick,
+    and the finals train in full. Equal compute per arm: every tuned arm has the same rungs."""
+    spec = two_stage(tmp_path / "sh.yaml", data / "schema.yaml", arms={"none": {"set": {"aug": "none"}}},
+                     tune={"budget": 3, "replicates": 1, "search": "successive-halving"}, seeds=[0])
+    raw = json.loads(spec.read_text())
+    raw["set"]["train.steps"] = 6
+    spec.write_text(json.dumps(raw))
+    r = runner.invoke(app, ["-q", "sweep", str(spec), "--json"])
+    assert r.exit_code == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["selection"]["search"] == "successive-halving" and s["selection"]["rungs"]["none"] == [
+        {"trials": 3, "steps": 2}, {"trials": 1, "steps": 6}]
+    rung0 = [t for t in s["tuning"] if t["rung"] == 0]
+    rung1 = [t for t in s["tuning"] if t["rung"] == 1]
+    assert len(rung0) == 3 and len(rung1) == 1 and all(t["steps"] == 2 and t["stopping_step"] == 2 for t in rung0)
+    best0 = max(rung0, key=lambda t: (t["validation"]["recall@50"], -t["trial"]))
+    assert rung1[0]["trial"] == best0["trial"] and rung1[0]["values"] == best0["values"]
+    assert rung1[0]["steps"] == 6 and rung1[0]["stopping_step"] == 6
+    log = [json.loads(x) for x in (Path(rung1[0]["dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert any(x.get("step", 0) <= 2 for x in log if "loss" in x)  # the first rung's steps, carried over
+    pick = s["arms"]["none"]["replicates"][0]
+    assert pick["pick"] == best0["values"] and pick["validation"] == rung1[0]["validation"]["recall@50"]
+    final = json.loads((Path(s["groups"][0]["runs"][0]) / "summary.json").read_text())
+    assert final["steps"] == 6 and "steps" not in pick["values"]
+    assert "budget_curves" in s and s["budget_curves"] == {}  # rung 0 is not a full-length trial

@@ -105,7 +105,8 @@ class TuneSpec(BaseModel):
     replicates: int = Field(3, ge=1, description="Independent tuning replicates per arm (own trial sequence and seed).")
     seeds: list[int] | None = Field(None, description="Training seed of each replicate's trials [1000, 1001, ...].")
     search: str = Field("sequence", description="sequence (the first `budget` points of one seeded scrambled Sobol "
-                                                "sequence) | successive-halving (eta 3, rungs by training steps).")
+                                                "sequence, each trained in full) | successive-halving (the same "
+                                                "trials; eta 3, rungs by training steps, resumed from checkpoints).")
     sample_seed: int = Field(0, description="Seeds every arm's trial sequences (with the arm's name and the replicate).")
 
     @model_validator(mode="before")
@@ -260,6 +261,7 @@ class Cell:
     stage: str = "grid"  # grid | tune | final | null | curve:KEY
     replicate: int | None = None  # tuning study: the tuning replicate (trials, and the finals of its pick)
     trial: int | None = None  # a tuning trial's place in its (arm, replicate) sequence
+    rung: int | None = None  # successive halving: the trial's rung (0 = the fewest steps)
 
     @property
     def group(self) -> str:
@@ -269,7 +271,7 @@ class Cell:
     def label(self) -> str:
         if self.arm is None:
             return _label(self.values)
-        rep = "" if self.replicate is None else f" r{self.replicate}"
+        rep = ("" if self.replicate is None else f" r{self.replicate}") + ("" if not self.rung else f" rung{self.rung}")
         return f"{self.arm}[{self.stage}{rep}]" + (":" + _label(self.values) if self.values else "")
 
 
@@ -285,6 +287,7 @@ class Arm:
     parent: str | None = None
     stage: str = "joint"
     budget: int = 0  # trials per replicate
+    rungs: list[tuple[int, int]] = field(default_factory=list)  # successive halving: (trials kept, steps) per rung
     trials: dict[int, list[Cell]] = field(default_factory=dict)  # replicate → its trials, in sequence order
 
     @property
@@ -352,7 +355,8 @@ def cell_dirname(cfg: Config) -> str:
 
 
 def make_cell(sweep: Sweep, values: dict[str, Any], *, arm: str | None = None, stage: str = "grid",
-              split: str = "test", replicate: int | None = None, trial: int | None = None) -> Cell:
+              split: str = "test", replicate: int | None = None, trial: int | None = None,
+              rung: int | None = None) -> Cell:
     """Resolve one cell's config (the spec's set, then `values`) and name its run directory."""
     try:
         cfg = load_config(sweep.schema, [*sweep.fixed, *(f"{full_key(k)}={json.dumps(v)}" for k, v in values.items())])
@@ -360,4 +364,4 @@ def make_cell(sweep: Sweep, values: dict[str, Any], *, arm: str | None = None, s
         where = _label(values) if arm is None else f"{arm} ({_label(values)})"
         raise ConfigError(f"{sweep.path}: cell {where}: {e.message}", hint=e.hint)
     return Cell(values=values, cfg=cfg, dir=sweep.out / cell_dirname(cfg), split=split, arm=arm, stage=stage,
-                replicate=replicate, trial=trial)
+                replicate=replicate, trial=trial, rung=rung)

@@ -21,8 +21,8 @@ from sslkit.data import io
 from sslkit.study.cells import CellResult
 from sslkit.study.compare import group_row
 from sslkit.study.spec import REPORTED, Cell, Sweep
-from sslkit.study.tuning import (SEQUENCE, later_cells, pick_values, preregistration, space_size, ssl_trials,
-                                 update_picks)
+from sslkit.study.tuning import (SEQUENCE, later_cells, pick_of, pick_values, preregistration, space_size,
+                                 ssl_trials, update_picks)
 
 SLICE_RELATIVE_MIN = 0.05  # a slice's relative change is reported only where the baseline's value is at least this
 
@@ -37,6 +37,11 @@ def protocol_text(sweep: Sweep) -> str:
               f"its best trial by validation {tune.metric}. Each replicate's picks then train with the final seeds "
               f"{spec.seeds} (disjoint from every tuning seed) and are scored once on the test split. The interval of "
               "a comparison resamples tuning replicates, final seeds and queries, so it covers the tuning step.")
+    if tune.search == "successive-halving":
+        common += (" Search: successive halving (eta 3) by training steps: each (arm, replicate)'s trials start at "
+                   "a third (or ninth, ...) of train.steps, the best third of each rung is trained on to 3x the "
+                   "steps from its checkpoint, and the pick is the last rung's best, trained in full; every arm "
+                   "with the same budget spends the same compute.")
     if spec.protocol == "two-stage":
         bb = sweep.arms[str(spec.baseline)]
         return (f"Two-stage tuning (the paper's protocol). Stage 1 tunes the backbone ({', '.join(bb.space)}) on the "
@@ -98,23 +103,25 @@ def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
                                 "cells": arm.budget, "grid_size": None if math.isinf(size) else int(size),
                                 "sampled": arm.tuned and size > arm.budget}
         matrix = np.full((tune.replicates, arm.budget), np.nan)
+        last = len(arm.rungs) - 1 if arm.rungs else None
         for r in range(tune.replicates):
-            trials = arm.trials.get(r, [])
+            trials = [c for c in sweep.cells if c.arm == name and c.replicate == r and c.stage == "tune"]
             for c in trials:
                 s = scores(c)
                 tuning.append({"arm": name, "replicate": r, "trial": c.trial,
                                "values": {k: c.values[k] for k in arm.space}, "validation": s,
                                "stopping_step": _stopping_step(_run_summary(c.dir, runs)) if s else None,
-                               "dir": str(c.dir)})
-                if s is not None and c.trial is not None:
+                               "dir": str(c.dir), **({} if c.rung is None else
+                                                    {"rung": c.rung, "steps": c.cfg.train.steps})})
+                if s is not None and c.trial is not None and not c.rung:
                     matrix[r, c.trial] = s[metric]
             pick = pick_values(sweep, name, r)
             if pick is None:
                 continue
             rep: dict[str, Any] = {"replicate": r, "pick": {k: pick[k] for k in arm.space if k in pick},
-                                   "values": pick, "trials": sum(scores(c) is not None for c in trials)}
+                                   "values": pick, "trials": sum(scores(c) is not None for c in trials if not c.rung)}
             if arm.tuned:
-                best = next((c for c in trials if {k: v for k, v in c.values.items() if k != "seed"} == pick), None)
+                best = next((c for c in trials if pick_of(c) == pick and (last is None or c.rung == last)), None)
                 rep["validation"] = None if best is None else (scores(best) or {}).get(metric)
                 rep["stopping_step"] = None if best is None else _stopping_step(_run_summary(best.dir, runs))
             info["replicates"].append(rep)
@@ -122,7 +129,7 @@ def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
             info["selected"] = info["replicates"][0]["values"]
             info["selected_validation"] = info["replicates"][0].get("validation")
         arms[name] = info
-        if arm.tuned and np.isfinite(matrix).any():
+        if arm.tuned and np.isfinite(matrix).any() and len(arm.rungs) <= 1:  # (halving: rung 0 is not trained in full)
             curves[name] = stats.expected_max_curve(matrix)
     later = later_cells(sweep)
     # finals[arm][r] → results by final seed, in the order of `seeds`
@@ -213,6 +220,8 @@ def summarize_study(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
                       "backbone_budget": sweep.arms[base_name].budget if spec.protocol == "two-stage" else None,
                       "replicates": tune.replicates, "final_seeds": spec.seeds, "tuning_seeds": tune.seeds,
                       "null_seeds": spec.null_seeds, "search": tune.search, "sequence": SEQUENCE,
+                      "rungs": {n: [{"trials": k, "steps": st} for k, st in a.rungs] for n, a in sweep.arms.items()
+                                if len(a.rungs) > 1},
                       "sample_seed": tune.sample_seed},
         "baseline": base_name, "arms": arms, "tuning": tuning, "budget_curves": curves, "groups": groups,
         "comparisons": comparisons, "slices": slices, "toppop": summary_toppop, "warnings": warnings,

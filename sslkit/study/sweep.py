@@ -33,7 +33,7 @@ arm's own knobs at the backbone's pick, every SSL arm with the same number of tr
       metric: recall@50               # selects on validation (higher is better)
       replicates: 3                   # independent tuning replicates per arm [3]
       seeds: [1000, 1001, 1002]       # each replicate's tuning training seed [1000 + r]
-      search: sequence                # [sequence] | successive-halving (not available yet)
+      search: sequence                # [sequence] | successive-halving (eta 3, rungs by train.steps)
       sample_seed: 0                  # seeds the trial sequences [0]
     seeds: [0, 1, 2, 3, 4]            # final seeds of every replicate's picks, on test [0..4];
                                       # disjoint from tune.seeds (refused otherwise)

@@ -114,9 +114,7 @@ def plan_study(sweep: Sweep) -> None:
     spec, path = sweep.spec, sweep.path
     assert spec.arms is not None and spec.tune is not None
     two_stage = spec.protocol == "two-stage"
-    if spec.tune.search == "successive-halving":
-        raise ConfigError(f"{path}: tune.search: successive-halving is not available yet",
-                          hint="use tune.search: sequence (the default)")
+    halving = spec.tune.search == "successive-halving"
     backbone = dict(spec.backbone.space) if two_stage and spec.backbone else {}
     for name, a in spec.arms.items():
         parent = a.parent
@@ -156,11 +154,21 @@ def plan_study(sweep: Sweep) -> None:
     for key in spec.curves:
         if full_key(key) == "train.seed" or full_key(key).startswith("split."):
             raise ConfigError(f"{path}: curves.{key}: a curve varies a model or training knob, not {key}")
+    if halving:
+        probe = make_cell(sweep, {}, stage="tune")
+        if probe.cfg.train.steps is None:
+            raise ConfigError(f"{path}: tune.search: successive-halving needs train.steps (its rungs are fractions "
+                              "of it)", hint="set train.steps in the spec's set, e.g. {train.steps: 900}")
+        for name, arm in sweep.arms.items():
+            if "steps" in arm.space or "train.steps" in arm.space or "steps" in arm.fixed or "train.steps" in arm.fixed:
+                raise ConfigError(f"{path}: arms.{name}: successive halving sets train.steps per rung: "
+                                  "leave it out of the arm's set and space")
+            if arm.tuned:
+                arm.rungs = halving_rungs(arm.budget, probe.cfg.train.steps)
     for arm in sweep.arms.values():
         if arm.stage in ("backbone", "joint"):
             for r, seed in enumerate(spec.tune.seeds or ()):
-                arm.trials[r] = [make_cell(sweep, {**arm.fixed, **v, "seed": seed}, arm=arm.name, stage="tune",
-                                           split="validation", replicate=r, trial=i)
+                arm.trials[r] = [_trial_cell(sweep, arm, {**arm.fixed, **v, "seed": seed}, r, i)
                                  for i, v in enumerate(trial_values(arm.name, r, arm.space, arm.budget,
                                                                     spec.tune.sample_seed))]
     sweep.cells = [c for arm in sweep.arms.values() for cells in arm.trials.values() for c in cells]
@@ -187,6 +195,66 @@ def plan_study(sweep: Sweep) -> None:
                 make_cell(sweep, {**root.trials[0][0].values, **arm.fixed}, arm=name, stage="final")
 
 
+ETA = 3  # successive halving: each rung keeps the best third, trained 3x as long
+
+
+def halving_rungs(budget: int, max_steps: int) -> list[tuple[int, int]]:
+    """Successive halving's rungs for `budget` trials: (trials trained at that rung, their steps).
+    K = ⌊log_3 budget⌋ rungs after the first; rung i keeps ⌊budget / 3^i⌋ trials at max_steps / 3^(K−i)
+    steps, so the last rung trains ⌊budget / 3^K⌋ trials in full (budget < 3: every trial in full)."""
+    k = 0
+    while ETA ** (k + 1) <= budget:
+        k += 1
+    return [(max(1, budget // ETA ** i), max(1, round(max_steps / ETA ** (k - i)))) for i in range(k + 1)]
+
+
+def _trial_cell(sweep: Sweep, arm: Arm, values: dict[str, Any], r: int, i: int) -> Cell:
+    """A trial's cell (successive halving: at its first rung's steps)."""
+    if len(arm.rungs) > 1:
+        return make_cell(sweep, {**values, "steps": arm.rungs[0][1]}, arm=arm.name, stage="tune",
+                         split="validation", replicate=r, trial=i, rung=0)
+    return make_cell(sweep, values, arm=arm.name, stage="tune", split="validation", replicate=r, trial=i,
+                     rung=0 if arm.rungs else None)
+
+
+def promote(sweep: Sweep, results: list[CellResult], rung: int, *, seed_checkpoints: bool = True) -> list[Cell]:
+    """Successive halving: each (arm, replicate)'s best ⌊budget / 3^rung⌋ trials of rung − 1 (by
+    validation, ties to the earlier trial), trained on to rung's steps. A new cell starts from its
+    lower rung's checkpoint (copied in, then resumed), so a rung costs only its extra steps."""
+    import os
+    import shutil
+
+    from sslkit.study.cells import cell_status
+
+    assert sweep.spec.tune is not None
+    metric = sweep.spec.tune.metric
+    by_key: dict[tuple[str, int], list[CellResult]] = {}
+    for res in results:
+        c = res.cell
+        if c.stage == "tune" and c.rung == rung - 1 and c.arm is not None and c.replicate is not None:
+            by_key.setdefault((c.arm, c.replicate), []).append(res)
+    cells = []
+    for (name, r), got in by_key.items():
+        arm = sweep.arms[name]
+        if rung >= len(arm.rungs):
+            continue
+        keep, steps = arm.rungs[rung]
+        select_best({(name, r): got}, metric)  # validation results only
+        top = sorted(got, key=lambda x: (-x.eval["metrics"][metric], x.cell.trial or 0))[:keep]
+        for res in sorted(top, key=lambda x: x.cell.trial or 0):
+            src = res.cell
+            cell = make_cell(sweep, {**src.values, "steps": steps}, arm=name, stage="tune", split="validation",
+                             replicate=r, trial=src.trial, rung=rung)
+            if seed_checkpoints and cell_status(cell) == "new" and (src.dir / "checkpoint.pt").exists():
+                cell.dir.mkdir(parents=True, exist_ok=True)
+                for f in ("run.json", "metrics.jsonl", "mi.json", "checkpoint.pt"):  # the checkpoint last: it
+                    if (src.dir / f).exists():                                      # makes the cell resumable
+                        shutil.copyfile(src.dir / f, cell.dir / f".{f}.tmp")
+                        os.replace(cell.dir / f".{f}.tmp", cell.dir / f)
+            cells.append(cell)
+    return cells
+
+
 def _knobs(sweep: Sweep, arm: str, values: dict[str, Any]) -> dict[str, Any]:
     """The tuned knobs of an arm's trial values (not its fixed settings, not the seed)."""
     return {k: values[k] for k in sweep.arms[arm].space if k in values}
@@ -206,8 +274,7 @@ def ssl_trials(sweep: Sweep) -> list[Cell]:
             if pick is None:
                 continue
             backbone = _knobs(sweep, str(spec.baseline), pick)
-            arm.trials[r] = [make_cell(sweep, {**backbone, **arm.fixed, **v, "seed": seed}, arm=name, stage="tune",
-                                       split="validation", replicate=r, trial=i)
+            arm.trials[r] = [_trial_cell(sweep, arm, {**backbone, **arm.fixed, **v, "seed": seed}, r, i)
                              for i, v in enumerate(trial_values(name, r, arm.space, arm.budget, spec.tune.sample_seed))]
             cells += arm.trials[r]
     return cells
@@ -238,13 +305,25 @@ def update_picks(sweep: Sweep, results: list[CellResult], *, complete: bool = Fa
     assert sweep.spec.tune is not None
     by_key: dict[tuple[str, int], list[CellResult]] = {}
     for res in results:
-        if res.cell.stage == "tune" and res.cell.replicate is not None and res.cell.arm is not None:
-            by_key.setdefault((res.cell.arm, res.cell.replicate), []).append(res)
+        c = res.cell
+        if c.stage == "tune" and c.replicate is not None and c.arm is not None:
+            last = len(sweep.arms[c.arm].rungs) - 1
+            if last > 0 and c.rung != last:  # successive halving: the pick is the last rung's best
+                continue
+            by_key.setdefault((c.arm, c.replicate), []).append(res)
     for (name, r), got in by_key.items():
-        if complete and len(got) < len(sweep.arms[name].trials.get(r, ())):
+        arm = sweep.arms[name]
+        want = arm.rungs[-1][0] if len(arm.rungs) > 1 else len(arm.trials.get(r, ()))
+        if complete and len(got) < want:
             continue
         best = select_best({(name, r): got}, sweep.spec.tune.metric)[(name, r)]
-        sweep.picks[(name, r)] = {k: v for k, v in best.cell.values.items() if k != "seed"}
+        sweep.picks[(name, r)] = pick_of(best.cell)
+
+
+def pick_of(cell: Cell) -> dict[str, Any]:
+    """A trial's settings as a pick: its values without the seed (and without a rung's steps)."""
+    drop = {"seed"} | ({"steps"} if cell.rung is not None else set())
+    return {k: v for k, v in cell.values.items() if k not in drop}
 
 
 def pick_values(sweep: Sweep, name: str, replicate: int) -> dict[str, Any] | None:
@@ -285,7 +364,8 @@ def later_cells(sweep: Sweep) -> list[Cell]:
 def expected_cells(sweep: Sweep) -> int:
     spec = sweep.spec
     assert spec.tune is not None
-    tuned = sum(a.budget for a in sweep.arms.values() if a.tuned) * spec.tune.replicates
+    tuned = sum(sum(k for k, _ in a.rungs) if a.rungs else a.budget for a in sweep.arms.values() if a.tuned
+                ) * spec.tune.replicates
     return (tuned + len(sweep.arms) * spec.tune.replicates * len(spec.seeds) + len(spec.null_seeds)
             + sum(len(c.arms) * len(c.values) for c in spec.curves.values()))
 
@@ -297,12 +377,12 @@ def run_study(sweep: Sweep, *, log: Callable[[str], None], on_event: Event,
     Returns the results and the failed cells."""
     total = expected_cells(sweep)
     kw: dict[str, Any] = dict(log=log, on_event=on_event, stop_on_signals=stop_on_signals, total=total)
-    results, failed = run_cells(sweep, sweep.cells, **kw)
+    stage1 = sweep.cells
+    results, failed, sweep.cells = _run_trials(sweep, stage1, kw, start=0)
     update_picks(sweep, results)
     if sweep.spec.protocol == "two-stage":
-        stage2 = ssl_trials(sweep)
-        more, more_failed = run_cells(sweep, stage2, start=len(sweep.cells), **kw)
-        sweep.cells = sweep.cells + stage2
+        more, more_failed, cells = _run_trials(sweep, ssl_trials(sweep), kw, start=len(sweep.cells))
+        sweep.cells = sweep.cells + cells
         results, failed = results + more, failed + more_failed
         update_picks(sweep, results)
     later = later_cells(sweep)
@@ -310,6 +390,21 @@ def run_study(sweep: Sweep, *, log: Callable[[str], None], on_event: Event,
         preregister(sweep)
     more, more_failed = run_cells(sweep, later, start=len(sweep.cells), **kw)
     return results + more, failed + more_failed
+
+
+def _run_trials(sweep: Sweep, cells: list[Cell], kw: dict[str, Any],
+                start: int) -> tuple[list[CellResult], list[tuple[Cell, str]], list[Cell]]:
+    """Run trials; successive halving: rung by rung, each rung's best promoted to the next."""
+    results, failed = run_cells(sweep, cells, start=start, **kw)
+    every, latest = list(cells), results
+    for rung in range(1, max((len(a.rungs) for a in sweep.arms.values()), default=0)):
+        nxt = promote(sweep, latest, rung)
+        if not nxt:
+            break
+        latest, more_failed = run_cells(sweep, nxt, start=start + len(every), **kw)
+        every += nxt
+        results, failed = results + latest, failed + more_failed
+    return results, failed, every
 
 
 def planned_cells(sweep: Sweep) -> list[Cell]:
@@ -328,12 +423,18 @@ def planned_cells(sweep: Sweep) -> list[Cell]:
                     pass
         return out
 
-    update_picks(sweep, done(sweep.cells), complete=True)
-    cells = list(sweep.cells)
+    def known(trials: list[Cell]) -> list[Cell]:  # successive halving: the rungs promoted so far
+        cells, got = list(trials), done(trials)
+        for rung in range(1, max((len(a.rungs) for a in sweep.arms.values()), default=0)):
+            nxt = promote(sweep, got, rung, seed_checkpoints=False) if got else []  # --dry-run writes nothing
+            cells += nxt
+            got = done(nxt)
+        update_picks(sweep, done(cells), complete=True)
+        return cells
+
+    cells = known(sweep.cells)
     if sweep.spec.protocol == "two-stage":
-        stage2 = ssl_trials(sweep)
-        update_picks(sweep, done(stage2), complete=True)
-        cells += stage2
+        cells += known(ssl_trials(sweep))
     return cells + later_cells(sweep)
 
 
