@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
@@ -21,7 +22,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[no-redef]
 
 from sslkit import __version__, console, runtime
-from sslkit.errors import SslkitError
+from sslkit.errors import ConfigError, SslkitError
 
 app = typer.Typer(
     name="sslkit",
@@ -426,15 +427,31 @@ def sweep(
     spec: Annotated[Path, typer.Argument(help="Sweep spec (YAML): schema, set, and a grid + baseline, or arms + tune + seeds + baseline (a tuning study).", show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and their status; train nothing.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the cell runs [the spec's out].")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=1, help="A study's trials per arm and replicate (tune.budget, and backbone.budget) [the spec's].")] = None,
+    replicates: Annotated[Optional[int], typer.Option("--replicates", min=1, help="A study's tuning replicates (tune.replicates) [the spec's].")] = None,
     json_out: JsonOpt = False,
     set_: SetOpt = None,
 ) -> None:
-    """Train and score every cell (resumable), or tune each arm on validation and test its pick; compare with the baseline."""
+    """Train and score every cell of a grid (resumable), or run a tuning study and compare each arm with the baseline.
+
+    A study (spec with arms) tunes on the validation split and reads test once. Two-stage (the
+    default): stage 1 tunes the backbone (backbone.space: lr, τ, ...) on the baseline; stage 2
+    tunes each SSL arm's own knobs (its space: α, dropout, SSL τ, ...) at the backbone's pick, the
+    same number of trials per SSL arm. protocol: joint tunes every arm's shared and own knobs
+    together ("what a user with N runs gets"). Trials are the first B points of one seeded Sobol
+    sequence per (arm, replicate), so budget B's trials are budget B+1's first B. Each of R tuning
+    replicates (own sequence and seed) picks its best trial on validation; each pick trains with
+    the final seeds (disjoint from tuning seeds) on test, after the spec's hash and commit are
+    recorded ({spec}.preregistration.json). Intervals resample replicates x seeds x queries;
+    verdicts are Holm-corrected over the arms. See docs/studies.md.
+    """
     from sslkit.study.cells import cell_status
     from sslkit.study.sweep import load_sweep, run_sweep, summarize_sweep, write_summary
     from sslkit.training.train import Interrupted
 
-    sw = load_sweep(spec, overrides=set_ or [], out=out)
+    if (budget is not None or replicates is not None) and not _is_study(spec):
+        raise ConfigError(f"{spec}: --budget and --replicates are for a tuning study (a spec with arms)")
+    sw = load_sweep(spec, overrides=set_ or [], out=out, budget=budget, replicates=replicates)
     if dry_run:
         from sslkit.study.tuning import planned_cells  # a study: its picks' cells too, once they are known
 
@@ -445,6 +462,7 @@ def sweep(
             console.out.print(console.table(f"{spec}: {len(rows)} cells", ["cell", "status", "run directory"], rows))
         return
     display = console.SweepDisplay()
+    started = time.perf_counter()
     try:
         results, failed = run_sweep(sw, log=console.log, on_event=display, stop_on_signals=True)
     except Interrupted as e:
@@ -455,6 +473,7 @@ def sweep(
         display.close()
     summary = summarize_sweep(sw, results)
     summary["failed"] = [{"cell": c.label, "error": msg} for c, msg in failed]
+    summary["wall_s"] = round(time.perf_counter() - started, 1)  # this invocation (cells already done are reused)
     path = write_summary(sw, summary)
     console.log(f"wrote {path}")
     if json_out:
@@ -492,6 +511,16 @@ def report(
     else:
         write_html(reports, path, title=title)
         console.log(f"wrote {path}")
+
+
+def _is_study(spec: Path) -> bool:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(spec.read_text())
+    except (OSError, yaml.YAMLError):
+        return True  # load_sweep reports the unreadable spec
+    return isinstance(raw, dict) and raw.get("arms") is not None
 
 
 def main() -> None:

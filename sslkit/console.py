@@ -250,7 +250,8 @@ class SweepDisplay:
 
 
 def render_sweep(summary: dict[str, Any]) -> None:
-    """`sslkit sweep` table: each group's mean ± std over seeds and its change vs the baseline group."""
+    """`sslkit sweep` table: each group's mean ± std over seeds and its change vs the baseline group, a
+    TopPopular row under the same options, and (a study) each comparison's verdict and the warnings."""
     groups = [g for g in summary["groups"] if "metrics" in g]
     if not groups:
         return
@@ -261,12 +262,27 @@ def render_sweep(summary: dict[str, Any]) -> None:
         cells = [f"{g['metrics'][m]['mean']:.4f} ± {g['metrics'][m]['std']:.4f}" for m in names]
         vs = g.get("vs_baseline")
         if vs:
-            rel = [f"{vs[m]['relative']:+.1%} [{vs[m]['low']:+.1%}, {vs[m]['high']:+.1%}]" for m in names]
+            rel = [f"{vs[m]['relative']:+.1%} [{vs[m]['low']:+.1%}, {vs[m]['high']:+.1%}]" if m in vs else "-"
+                   for m in names]
         else:
-            rel = ["baseline" if g["group"] in baselines else "-"] * len(names)
+            rel = ["baseline" if g["group"] in baselines or g["group"] == summary.get("baseline") else "-"] * len(names)
         rows.append([g["group"], g["seeds"], *cells, *rel])
-    sel = summary.get("selection")  # a tuning study: each arm's pick, chosen on validation, scored on test
-    how = f"picks by validation {sel['metric']} of {sel['budget']} cells per arm; test, " if sel else ""
-    out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells ({how}mean ± std over seeds; "
-                    "vs baseline: bootstrap 95% CI, seeds paired)",
-                    ["group", "seeds", *names, *[f"Δ{m}" for m in names]], rows, right=["seeds"]))
+    pop = summary.get("toppop") or {}
+    if pop:
+        rows.append(["TopPopular", "-", *[f"{pop[m]:.4f}" if m in pop else "-" for m in names], *["-"] * len(names)])
+    sel = summary.get("selection")  # a tuning study: each replicate's picks, chosen on validation, scored on test
+    how = (f"picks by validation {sel['metric']}, {sel['budget']} trials per arm x {sel.get('replicates', 1)} "
+           f"replicates; test, " if sel else "")
+    ci = "replicates x seeds x queries" if sel and sel.get("replicates") else "seeds paired"
+    out.print(table(f"{summary['spec']}: {summary['done']}/{summary['cells']} cells ({how}mean ± std over runs; "
+                    f"vs baseline: bootstrap 95% CI, {ci})",
+                    ["group", "runs" if sel else "seeds", *names, *[f"Δ{m}" for m in names]], rows, right=["seeds", "runs"]))
+    metric = sel["metric"] if sel else None
+    for c in summary.get("comparisons") or []:
+        if c.get("metric") == metric and c.get("ci_abs"):
+            p = "" if c.get("p_holm") is None else f", Holm p {c['p_holm']:.3f}"
+            out.print(f"{c['arm']} vs {c['baseline']}: {c['verdict']} ({metric} {c['delta_abs']:+.4f} "
+                      f"[{c['ci_abs'][0]:+.4f}, {c['ci_abs'][1]:+.4f}]{p}; beat it in {c['wins']} of "
+                      f"{c['replicates']} replicates)")
+    for w in summary.get("warnings") or []:
+        out.print(f"warning: {w}")

@@ -30,7 +30,7 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
         "arms": {"none": {"set": {"aug": "none"}},
                  "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.01, 1.0], "dropout": [0.1, 0.5]}},
                  "cfm_popularity": {"from": "cfm", "set": {"ssl.item_sampling": "popularity"}}},
-        "tune": {"budget": 2, "metric": "recall@50", "space": {"lr": [0.05, 0.2]}},
+        "protocol": "joint", "tune": {"budget": 2, "metric": "recall@50", "space": {"lr": [0.05, 0.2]}, "replicates": 1},
         "seeds": [0, 1], "null_seeds": [2, 3], "baseline": "none",
         "curves": {"alpha": {"arms": ["cfm"], "values": [3.0]}}}))
     runs = tmp_path / "runs"
@@ -48,7 +48,7 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
     arms = s["arms"]
     assert (arms["none"]["cells"], arms["cfm"]["cells"]) == (2, 2) and arms["cfm"]["sampled"]
     assert not arms["none"]["sampled"] and not arms["cfm_popularity"]["tuned"]
-    assert s["selection"]["split"] == "validation" and "validation split" in s["protocol"]
+    assert s["selection"]["split"] == "validation" and "validation split" in s["protocol"]["text"]
     for arm in ("none", "cfm"):
         cells = [t for t in s["tuning"] if t["arm"] == arm]
         best = max(cells, key=lambda t: t["validation"]["recall@50"])
@@ -62,16 +62,18 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
     assert losers and not any((Path(d) / "eval.json").exists() for d in losers)
     assert all(json.loads((Path(d) / "eval.json").read_text())["split"] == "test" for d in picked)
 
-    # paired comparisons, seed s with seed s; the derived arm also against its parent; null check
+    # paired comparisons (replicates x seeds x queries); the derived arm also against its parent; null check
     g = {row["group"]: row for row in s["groups"]}
-    assert g["cfm"]["seeds"] == 2 and g["cfm"]["vs_baseline_paired_seeds"] == [0, 1]
-    ci = g["cfm"]["vs_baseline"]["recall@50"]
-    assert ci["low"] <= ci["relative"] <= ci["high"] and ci["seeds"] == 2
-    head = g["cfm"]["vs_baseline_slices_ci"]["head"]["recall@50"]  # Table 4's slices get intervals too
-    assert head["low"] <= head["relative"] <= head["high"] and 0 < head["queries"] <= g["cfm"]["slices"]["head"]["pairs"]
-    assert head["relative"] == pytest.approx(g["cfm"]["vs_baseline_slices"]["head"]["recall@50"])
-    assert g["cfm_popularity"]["parent"] == "cfm" and "recall@50" in g["cfm_popularity"]["vs_parent"]
-    assert (s["null_check"]["runs"], s["null_check"]["replicates"]) == (4, 3)
+    assert g["cfm"]["seeds"] == 2 and g["cfm"]["replicates"] == 1
+    comp = {(c["arm"], c["baseline"], c["metric"]): c for c in s["comparisons"]}
+    c = comp[("cfm", "none", "recall@50")]
+    assert c["ci_rel"][0] <= c["delta_rel"] <= c["ci_rel"][1] and (c["seeds"], c["replicates"]) == (2, 1)
+    ci = g["cfm"]["vs_baseline"]["recall@50"]  # the table's keys, from the same comparison
+    assert (ci["relative"], ci["low"], ci["high"]) == (c["delta_rel"], *c["ci_rel"])
+    head = next(x for x in s["slices"] if x["arm"] == "cfm" and x["slice"] == "head")  # Table 4's slices too
+    assert head["ci_abs"][0] <= head["delta_abs"] <= head["ci_abs"][1] and 0 < head["queries"] <= g["cfm"]["slices"]["head"]["pairs"]
+    assert ("cfm_popularity", "cfm", "recall@50") in comp and not comp[("cfm_popularity", "cfm", "recall@50")]["family"]
+    assert (s["null_check"]["runs"], s["null_check"]["comparisons"]) == (4, 1)
     assert [p["value"] for p in s["curves"]["alpha"]["cfm"]] == [3.0]
     assert (runs / "tiny.sweep.json").exists()
 
@@ -79,7 +81,7 @@ def test_tiny_study_end_to_end(data: Path, tmp_path: Path) -> None:
     table = study.methods_table(s, ["none", "cfm"])
     assert "(reference)" in table and study.verdict(ci) in table
     assert "2 (balanced random subset)" in study.budget_table(s) and "2 (whole grid)" in study.budget_table(s)
-    assert "of 3 baseline-vs-baseline comparisons" in study.null_text(s)
+    assert "of 1 baseline-vs-baseline comparisons" in study.null_text(s)
     assert study.verdict({"low": 0.01, "high": 0.2}) == "helps"
     assert study.verdict({"low": -0.2, "high": -0.01}) == "hurts"
     assert study.verdict({"low": -0.01, "high": 0.2}) == "no detectable difference"

@@ -305,47 +305,139 @@ def test_null_false_positive_rate_over_splits_of_runs() -> None:
 
 
 def study_spec(path: Path, schema: Path, **extra: object) -> Path:
+    """A two-stage study: backbone (lr, τ) on the baseline, then CFM's own knobs at its pick."""
     spec = {"schema": str(schema), "out": "runs",
             "set": {"train.steps": 3, "train.batch_size": 256, "train.eval_queries": 20, "model.hidden": [16],
                     "split.validation_fraction": 0.2},
+            "backbone": {"space": {"lr": {"log_uniform": [0.02, 0.3]}, "temperature": [0.1, 0.2]}},
             "arms": {"none": {"set": {"aug": "none"}},
-                     "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.01, 0.1, 1.0], "dropout": [0.1, 0.5]}},
-                     "cfm_pop": {"from": "cfm", "set": {"ssl.item_sampling": "popularity"}}},
-            "tune": {"budget": 3, "metric": "recall@10", "space": {"lr": [0.05, 0.1, 0.2]}},
+                     "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": {"log_uniform": [0.01, 1.0]},
+                                                              "dropout": {"uniform": [0.1, 0.7]}}},
+                     "cfm_pop": {"from": "cfm", "set": {"ssl.item_sampling": "popularity"}},
+                     "none_no_logq": {"from": "none", "set": {"logq": False}}},
+            "tune": {"budget": 3, "metric": "recall@10", "replicates": 3},
             "seeds": [0, 1], "baseline": "none", **extra}
     path.write_text(json.dumps(spec))
     return path
 
 
-def test_study_plans_equal_budgets_and_draws_the_same_cells_in_every_spec(data: Path, tmp_path: Path) -> None:
+def joint_spec(path: Path, schema: Path, **extra: object) -> Path:
+    spec = json.loads(study_spec(path, schema).read_text())
+    del spec["backbone"]
+    spec.update(protocol="joint", tune={"budget": 3, "metric": "recall@10", "replicates": 2,
+                                        "space": {"lr": [0.05, 0.1, 0.2]}}, **extra)
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _trials(sw: object, arm: str) -> dict[int, list[tuple[str, dict]]]:
+    return {r: [(str(c.dir), c.values) for c in cells] for r, cells in sw.arms[arm].trials.items()}  # type: ignore[attr-defined]
+
+
+def test_budgets_are_nested_per_arm_and_replicate(data: Path, tmp_path: Path) -> None:
+    """Budget B's trials are budget B + 1's first B, for every arm and replicate (the same cells, so a
+    larger budget reuses them and best-so-far is monotone); replicates draw different sequences."""
+    from sslkit.study.tuning import ssl_trials
+
+    def plan(budget: int) -> object:
+        sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml"), budget=budget)
+        sw.picks = {("none", r): {"aug": "none", "lr": 0.05, "temperature": 0.1} for r in range(3)}
+        ssl_trials(sw)  # stage 2 at a given backbone pick
+        return sw
+
+    small, big = plan(2), plan(3)
+    for arm in ("none", "cfm"):
+        a, b = _trials(small, arm), _trials(big, arm)
+        assert set(a) == set(b) == {0, 1, 2}
+        for r in a:
+            assert len(a[r]) == 2 and len(b[r]) == 3 and b[r][:2] == a[r]
+        assert a[0] != a[1] != a[2]  # each replicate its own sequence
+    joint2 = load_sweep(joint_spec(tmp_path / "j.yaml", data / "schema.yaml"), budget=2)
+    joint3 = load_sweep(joint_spec(tmp_path / "j.yaml", data / "schema.yaml"), budget=3)
+    for arm in ("none", "cfm"):
+        assert all(_trials(joint3, arm)[r][:2] == _trials(joint2, arm)[r] for r in (0, 1))
+    # continuous knobs stay inside their ranges; a list knob takes its values; derived arms are not tuned
+    vals = [v for cells in _trials(big, "cfm").values() for _, v in cells]
+    assert all(0.01 <= v["alpha"] <= 1.0 and 0.1 <= v["dropout"] <= 0.7 and v["lr"] == 0.05 for v in vals)
+    assert {v["temperature"] for cells in _trials(big, "none").values() for _, v in cells} == {0.1, 0.2}
+    assert (big.arms["cfm_pop"].stage, big.arms["cfm_pop"].trials) == ("derived", {})
+
+
+def test_sequences_are_seeded_nested_and_distinct() -> None:
+    from sslkit.study.tuning import trial_values
+
+    space = {"lr": {"log_uniform": [0.01, 0.3]}, "temperature": [0.05, 0.1, 0.2], "hidden": {"int": [16, 64]},
+             "dropout": {"uniform": [0.1, 0.7]}}
+    ten = trial_values("cfm", 0, space, 10, 0)
+    assert all(trial_values("cfm", 0, space, b, 0) == ten[:b] for b in range(1, 10))
+    assert trial_values("cfm", 1, space, 10, 0) != ten and trial_values("so", 0, space, 10, 0) != ten
+    assert trial_values("cfm", 0, space, 10, 1) != ten
+    assert len({json.dumps(v, sort_keys=True) for v in ten}) == 10
+    assert all(isinstance(v["hidden"], int) and 16 <= v["hidden"] <= 64 for v in ten)
+    assert {v["temperature"] for v in ten} == {0.05, 0.1, 0.2}  # a scrambled Sobol sequence spreads a list's values
+    small = {"lr": [0.05, 0.1], "logq": [True, False]}  # 4 cells: budget 4 is the whole grid, without repeats
+    assert sorted(json.dumps(v, sort_keys=True) for v in trial_values("x", 0, small, 4, 0)) == sorted(
+        json.dumps({"lr": a, "logq": b}, sort_keys=True) for a in (0.05, 0.1) for b in (True, False))
+    with pytest.raises(ValueError, match="4 cells, fewer than the budget 5"):
+        trial_values("x", 0, small, 5, 0)
+
+
+def test_final_seeds_are_disjoint_from_tuning_seeds(data: Path, tmp_path: Path) -> None:
     sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml"))
-    none, cfm, pop = (sw.arms[a] for a in ("none", "cfm", "cfm_pop"))
-    assert (len(none.tuning), len(cfm.tuning), len(pop.tuning)) == (3, 3, 0)  # derived arms are not tuned
-    assert (none.grid_size, none.sampled, cfm.grid_size, cfm.sampled) == (3, False, 18, True)
-    assert {c.split for c in sw.cells} == {"validation"} and {c.stage for c in sw.cells} == {"tune"}
-    assert [c.values["lr"] for c in none.tuning] == [0.05, 0.1, 0.2]
-    assert all(c.cfg.ssl.aug == "cfm" and c.cfg.train.seed == 0 for c in cfm.tuning)
-    assert len({c.dir for c in cfm.tuning}) == 3
-    # another spec with the same arm draws the same subset (its cells are shared); another sample_seed does not
+    tuning = {c.cfg.train.seed for c in sw.cells}
+    assert tuning == {1000, 1001, 1002}  # one tuning seed per replicate
+    for r in range(3):
+        assert {c.cfg.train.seed for c in sw.arms["none"].trials[r]} == {1000 + r}
+    sw.picks = {(a, r): {"aug": "none", "lr": 0.05, "temperature": 0.1} for a in ("none",) for r in range(3)}
+    from sslkit.study.tuning import later_cells, ssl_trials
+
+    for c in ssl_trials(sw):
+        sw.picks[(c.arm, c.replicate)] = {k: v for k, v in c.values.items() if k != "seed"}
+    finals = later_cells(sw)
+    assert {c.stage for c in finals} == {"final"} and len(finals) == 4 * 3 * 2  # arms x replicates x seeds
+    assert {c.cfg.train.seed for c in finals} == {0, 1} and not tuning & {c.cfg.train.seed for c in finals}
+    for seeds, extra in (([0, 1000], {}), ([0, 1], {"null_seeds": [2, 1001]}),
+                         ([0, 1], {"tune": {"budget": 3, "seeds": [7, 8, 1], "replicates": 3}})):
+        with pytest.raises(ConfigError, match="is also a final seed .* disjoint from every tuning seed"):
+            load_sweep(study_spec(tmp_path / "bad.yaml", data / "schema.yaml", seeds=seeds, **extra))
+
+
+def test_cells_are_shared_between_specs_and_budgets(data: Path, tmp_path: Path) -> None:
+    """An arm's trials depend on its name, space, replicate and sample_seed: another spec with the same
+    arm trains the same cells (their directories are reused)."""
+    sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml"))
     other = load_sweep(study_spec(tmp_path / "o.yaml", data / "schema.yaml",
-                                  arms={"cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.01, 0.1, 1.0],
-                                                                               "dropout": [0.1, 0.5]}}},
-                                  baseline="cfm"))
-    assert [c.dir for c in other.arms["cfm"].tuning] == [c.dir for c in cfm.tuning]
-    small = load_sweep(study_spec(tmp_path / "r.yaml", data / "schema.yaml"), budget=2, seeds=[4, 5])
-    assert [len(small.arms[a].tuning) for a in ("none", "cfm")] == [2, 2] and small.arms["none"].sampled
-    assert {c.cfg.train.seed for c in small.cells} == {4}  # tuning seed: the first of seeds
-    with pytest.raises(ConfigError, match="fewer than tune.budget 5"):
-        load_sweep(study_spec(tmp_path / "r.yaml", data / "schema.yaml"), budget=5)
+                                  arms={"none": {"set": {"aug": "none"}}}))
+    assert _trials(other, "none") == _trials(sw, "none")
+    moved = load_sweep(study_spec(tmp_path / "m.yaml", data / "schema.yaml",
+                                  tune={"budget": 3, "metric": "recall@10", "sample_seed": 1}))
+    assert _trials(moved, "none") != _trials(sw, "none")
 
 
 @pytest.mark.parametrize("extra, message", [
     ({"set": {"train.steps": 3, "split.validation_fraction": 0}}, "selection would have to read the test split"),
-    ({"tune": {"budget": 3, "split": "test", "space": {"lr": [0.1, 0.2, 0.3]}}}, "selection always reads the validation"),
-    ({"tune": {"budget": 4, "space": {"lr": [0.05, 0.1, 0.2]}}}, "arms.none: its search space has 3 cells, fewer than tune.budget 4"),
-    ({"tune": {"budget": 3, "metric": "recall@7", "space": {"lr": [0.05, 0.1, 0.2]}}}, "tune.metric: 'recall@7' is not computed"),
+    ({"tune": {"budget": 3, "split": "test"}}, "selection always reads the validation"),
+    ({"tune": {"budget": 3, "seed": 0}}, "tune.seed is now tune.seeds"),
+    ({"tune": {"budget": 3, "replicates": 2, "seeds": [5]}}, "tune: seeds: 2 distinct seeds, one per replicate"),
+    ({"tune": {"budget": 3, "search": "grid"}}, "'grid' is not one of sequence, successive-halving"),
+    ({"tune": {"budget": 3, "metric": "recall@7"}}, "tune.metric: 'recall@7' is not computed"),
+    ({"tune": {"budget": 3, "space": {"lr": [0.1, 0.2, 0.3]}}}, "tune.space: the joint protocol's shared space"),
+    ({"backbone": {"space": {"lr": [0.05, 0.1]}}}, "backbone.space: its search space has 2 cells, fewer than the budget 3"),
+    ({"backbone": {"space": {"lr": {"log_uniform": [0, 1]}}}}, "backbone.space: lr: log_uniform: lo must be > 0"),
+    ({"backbone": {"space": {"lr": {"uniform": [0.3, 0.1]}}}}, "lr: uniform: lo 0.3 must be below hi 0.1"),
+    ({"backbone": {"space": {"lr": {"normal": [0, 1]}}}}, "lr: expected a list of values or one of"),
+    ({"backbone": {"space": {"lr": [0.1, 0.2, 0.3]}, "budjet": 2}}, "backbone.budjet: Extra inputs are not permitted"),
+    ({"backbone": None}, "a two-stage study needs backbone"),
+    ({"protocol": "nested"}, "protocol: 'nested' is not one of two-stage, joint"),
+    ({"protocol": "joint"}, "backbone: only for protocol: two-stage"),
+    ({"arms": {"none": {"set": {"aug": "none"}, "space": {"dropout": [0.1, 0.2, 0.3]}}}}, "the baseline is tuned in backbone.space"),
+    ({"arms": {"none": {"set": {"aug": "none"}}, "cfm": {"set": {"aug": "cfm"}, "space": {"lr": [1, 2, 3]}}}},
+     "arms.cfm.space: lr is a backbone knob"),
+    ({"arms": {"none": {"set": {"aug": "none"}}, "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.1, 1.0]}}}},
+     "arms.cfm: its search space has 2 cells, fewer than the budget 3"),
     ({"baseline": "fd"}, "baseline: name one of the arms"),
-    ({"arms": {"none": {"set": {"aug": "none"}, "space": {"fraction": [0.5, 1.0, 0.2]}}}}, "fraction cannot vary"),
+    ({"arms": {"none": {"set": {"aug": "none"}}, "x": {"set": {"aug": "cfm"}, "space": {"fraction": [0.5, 1.0, 0.2]}}}},
+     "fraction cannot vary"),
     ({"arms": {"none": {"set": {"aug": "none"}}, "x": {"from": "y"}}}, "arms.x.from: name a tuned arm"),
     ({"grid": {"aug": ["none"]}}, "give either 'grid'"),
     ({"null_seeds": [1]}, "null_seeds: distinct seeds not among 'seeds'"),
@@ -354,72 +446,72 @@ def test_bad_studies_name_the_field(extra: dict, message: str, data: Path, tmp_p
     with pytest.raises(ConfigError) as e:
         load_sweep(study_spec(tmp_path / "bad.yaml", data / "schema.yaml", **extra))
     assert message in e.value.line() and "bad.yaml" in e.value.line()
+    assert "\n" not in e.value.line()
 
 
-def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Validation prefers lr 0.05, test prefers lr 0.2: the pick is lr 0.05, no tuning cell is scored
-    on test before the pick, and select_best refuses test results outright."""
+def _fake_training(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, str]], score: object) -> None:
+    """Training that writes a summary and evaluation that scores a run by `score(cfg, split)`."""
     import types
 
     import sslkit.evaluation.evaluate
     import sslkit.training.train
-    from sslkit.study.tuning import planned_cells, select_best
-
-    calls: list[tuple[str, str]] = []
 
     def fake_train(cfg: object, *, run_dir: Path, **_: object) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "summary.json").write_text(json.dumps({"train_seconds": 0.1}))
-        (run_dir / "config.json").write_text(json.dumps({"lr": cfg.train.lr, "seed": cfg.train.seed}))
+        (run_dir / "summary.json").write_text(json.dumps({"train_seconds": 0.1, "steps": 3}))
+        (run_dir / "config.json").write_text(json.dumps({"lr": cfg.train.lr, "seed": cfg.train.seed,
+                                                         "aug": cfg.ssl.aug, "alpha": cfg.ssl.alpha}))
 
     def fake_eval(run_dir: Path, *, split: str, **_: object) -> object:
         cfg = json.loads((Path(run_dir) / "config.json").read_text())
         calls.append((split, Path(run_dir).name))
-        score = (0.3 - cfg["lr"]) if split == "validation" else cfg["lr"]  # opposite preferences
-        per_query = {m: np.full(10, score) + 0.001 * cfg["seed"] for m in ("recall@10", "recall@50", "map@10", "map@50")}
-        metrics = {m: float(v.mean()) for m, v in per_query.items()}
-        body = {"split": split, "metrics": metrics, "slices": {}, "toppop": {}}
+        v = score(cfg, split)  # type: ignore[operator]
+        noise = 0.001 * cfg["seed"] if split == "test" else 0.0
+        per_query = {m: np.full(10, v) + noise for m in ("recall@10", "recall@50", "map@10", "map@50")}
+        metrics = {m: float(x.mean()) for m, x in per_query.items()}
+        body = {"split": split, "metrics": metrics, "slices": {}, "toppop": {"recall@10": 0.01, "recall@50": 0.02}}
         (Path(run_dir) / ("eval.json" if split == "test" else "eval.validation.json")).write_text(json.dumps(body))
         return types.SimpleNamespace(queries=np.arange(10), per_query=per_query, slice_per_query={})
 
     monkeypatch.setattr(sslkit.training.train, "run_training", fake_train)
     monkeypatch.setattr(sslkit.evaluation.evaluate, "evaluate_run", fake_eval)
-    sw = load_sweep(study_spec(tmp_path / "s.yaml", data / "schema.yaml",
-                               arms={"none": {"set": {"aug": "none"}}}, null_seeds=[2, 3]))
-    assert len(planned_cells(sw)) == 3  # before tuning, the picks are unknown
-    results, failed = run_sweep(sw)
-    assert not failed
-    assert sw.selected["none"]["lr"] == 0.05
+
+
+def test_selection_reads_validation_only(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation prefers lr 0.05, test prefers lr 0.2: each replicate picks lr 0.05, no trial is scored
+    on test before the picks, the preregistration is written before test is read, and select_best
+    refuses test results outright."""
+    from sslkit.study.tuning import planned_cells, prereg_path, select_best
+
+    calls: list[tuple[str, str]] = []
+    prereg_seen: list[bool] = []
+    _fake_training(monkeypatch, calls, lambda cfg, split: (0.3 - cfg["lr"]) if split == "validation" else cfg["lr"])
+    sw = load_sweep(joint_spec(tmp_path / "s.yaml", data / "schema.yaml", arms={"none": {"set": {"aug": "none"}}},
+                               null_seeds=[2, 3]))
+    assert len(planned_cells(sw)) == 6  # 2 replicates x 3 trials; the picks are unknown before tuning
+    results, failed = run_sweep(sw, on_event=lambda k, p: prereg_seen.append(prereg_path(sw).exists())
+                                if p["split"] == "test" and p["status"] == "new" else None)
+    assert not failed and prereg_seen and all(prereg_seen)
+    assert sw.picks[("none", 0)]["lr"] == sw.picks[("none", 1)]["lr"] == 0.05
     again = load_sweep(sw.path, null_seeds=[2, 3])
     plan = planned_cells(again)  # --dry-run: the picks' seeds and null seeds once tuning is done
-    assert [c.stage for c in plan] == ["tune"] * 3 + ["final"] * 2 + ["null"] * 2
-    assert {c.values["lr"] for c in plan[3:]} == {0.05}
+    assert [c.stage for c in plan] == ["tune"] * 6 + ["final"] * 2 + ["null"] * 2 + ["final"] * 2
+    assert {c.values["lr"] for c in plan[6:]} == {0.05}
     first_test = [s for s, _ in calls].index("test")
-    assert all(s == "validation" for s, _ in calls[:first_test]) and len(calls[:first_test]) == 3
+    assert all(s == "validation" for s, _ in calls[:first_test]) and len(calls[:first_test]) == 6
     assert all(s == "test" for s, _ in calls[first_test:])
     summary = summarize_sweep(sw, results, n_boot=50)
-    assert summary["arms"]["none"]["selected"] == {"aug": "none", "lr": 0.05}
-    assert summary["arms"]["none"]["selected_validation"] == pytest.approx(0.25)
-    assert sorted(t["validation"]["recall@10"] for t in summary["tuning"]) == pytest.approx([0.1, 0.2, 0.25])
-    assert summary["selection"]["split"] == "validation" and summary["null_check"]["runs"] == 4
+    reps = summary["arms"]["none"]["replicates"]
+    assert [r["pick"] for r in reps] == [{"lr": 0.05}, {"lr": 0.05}]
+    assert reps[0]["validation"] == pytest.approx(0.25)
+    assert sorted(t["validation"]["recall@10"] for t in summary["tuning"]) == pytest.approx([0.1, 0.1, 0.2, 0.2, 0.25, 0.25])
+    assert summary["selection"]["split"] == "validation" and summary["null_check"]["comparisons"] >= 1
+    assert summary["protocol"]["name"] == "joint" and "user with 3 runs" in summary["protocol"]["question"]
+    pre = summary["preregistration"]
+    assert not pre["rerun"] and len(pre["spec_sha256"]) == 64 and pre["recorded_at"]
     test_results = [r for r in results if r.split == "test"]
     with pytest.raises(ValueError, match="validation results only"):
         select_best({"none": test_results}, "recall@10")
-
-
-def test_tuning_subsets_are_balanced_distinct_and_seeded() -> None:
-    from sslkit.study.tuning import draw_cells as _draw
-
-    space = {"lr": [0.02, 0.05, 0.1, 0.2], "temperature": [0.1, 0.2, 0.3], "logq": [True, False],
-             "alpha": [0.01, 0.03, 0.1, 0.3, 1.0], "dropout": [0.1, 0.3, 0.5]}
-    cells = _draw("cfm", space, 6, 0)
-    assert len({json.dumps(c, sort_keys=True) for c in cells}) == 6
-    assert sorted(sum(c["logq"] for c in cells) for _ in [0]) == [3]  # 2 values over 6 cells: 3 each
-    assert all(sum(c["temperature"] == t for c in cells) == 2 for t in space["temperature"])
-    assert len({c["alpha"] for c in cells}) == 5  # 5 values over 6 cells: each at least once
-    assert _draw("cfm", space, 6, 0) == cells and _draw("so", space, 6, 0) != cells
-    assert _draw("cfm", space, 6, 1) != cells
-    assert len(_draw("x", {"a": [1, 2, 3]}, 3, 0)) == 3
 
 
 def test_a_cell_locked_by_another_process_is_waited_for_not_failed(data: Path, tmp_path: Path) -> None:

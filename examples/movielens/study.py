@@ -231,7 +231,7 @@ def null_text(summary: dict[str, Any]) -> str:
     nc = summary.get("null_check")
     if not nc:
         return "_(no null check in this spec)_"
-    return (f"{nc['false_positives']} of {nc['replicates']} baseline-vs-baseline comparisons "
+    return (f"{nc['false_positives']} of {nc.get('comparisons', nc.get('replicates'))} baseline-vs-baseline comparisons "
             f"({nc['arm_size']} vs {nc['arm_size']} of the baseline pick's {nc['runs']} seeds, every split) had a "
             f"95% interval on {nc['metric']} that excludes 0: a false-positive rate of **{nc['rate']:.1%}** "
             f"(nominal {nc['nominal']:.0%}).")

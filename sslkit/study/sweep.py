@@ -11,39 +11,58 @@ settings, a grid and the baseline cell; every cell is scored on the test split:
       seed: [0, 1, 2]
     baseline: {aug: none}             # the baseline of each group; the other grid keys must match
 
-A **tuning study** declares arms instead of a grid. Each tuned arm searches its own knobs with
-the same budget of cells, every tuning cell is scored on the VALIDATION split (carved from the
-training pairs, `split.validation_fraction`), each arm's best cell by `tune.metric` on
-validation is selected, and only the selected cells are trained with `seeds` and scored on TEST:
+A **tuning study** declares arms instead of a grid. Every trial is scored on the VALIDATION split
+(carved from the training pairs, `split.validation_fraction`); test is read once, for each
+replicate's picks, after the study's preregistration is recorded. The default protocol is
+**two-stage** (the paper's): stage 1 tunes the backbone on the baseline arm, stage 2 tunes each SSL
+arm's own knobs at the backbone's pick, every SSL arm with the same number of trials:
 
     schema: ../schema.yaml
     set: {train.epochs: 8, split.validation_fraction: 0.1}
+    protocol: two-stage               # [two-stage] | joint
+    backbone:                         # stage 1: tuned on the baseline arm; its pick is the baseline row
+      space: {lr: {log_uniform: [0.01, 0.3]}, temperature: {log_uniform: [0.05, 0.3]}}
+      budget: 8                       # trials per replicate [tune.budget]
     arms:                             # name → fixed settings, own search space, or a parent
-      none: {set: {aug: none}}
-      cfm:  {set: {aug: cfm}, space: {alpha: [0.01, 0.1, 0.3, 1], dropout: [0.1, 0.3, 0.5]}}
+      none: {set: {aug: none}}        # the baseline: no space of its own (backbone.space is its)
+      cfm:  {set: {aug: cfm}, space: {alpha: {log_uniform: [0.01, 1]}, dropout: {uniform: [0.1, 0.7]}}}
       cfm_pop: {from: cfm, set: {ssl.item_sampling: popularity}}  # not tuned: cfm's pick, changed
+      none_no_logq: {from: none, set: {logq: false}}              # a known-bad setting stays an ablation
     tune:
-      budget: 6                       # cells per tuned arm, the same for every arm
+      budget: 6                       # stage-2 trials per SSL arm and replicate, the same for every arm
       metric: recall@50               # selects on validation (higher is better)
-      space: {lr: [0.05, 0.2], temperature: [0.1, 0.2], logq: [true, false]}  # every tuned arm's knobs
-      seed: 0                         # training seed of the tuning cells [first of seeds]
-      sample_seed: 0                  # draws `budget` cells when an arm's grid is larger
-    seeds: [0, 1, 2, 3, 4]            # the selected cell of each arm, on test [0..4]
-    baseline: none                    # every other arm is compared with it, seed s with seed s
-    null_seeds: [5, 6, 7, 8, 9]       # optional: more baseline seeds for the null check
+      replicates: 3                   # independent tuning replicates per arm [3]
+      seeds: [1000, 1001, 1002]       # each replicate's tuning training seed [1000 + r]
+      search: sequence                # [sequence] | successive-halving (eta 3, rungs by train.steps)
+      sample_seed: 0                  # seeds the trial sequences [0]
+    seeds: [0, 1, 2, 3, 4]            # final seeds of every replicate's picks, on test [0..4];
+                                      # disjoint from tune.seeds (refused otherwise)
+    baseline: none                    # every other arm is compared with it
+    null_seeds: [5, 6, 7, 8, 9]       # optional: more seeds of the baseline's pick: the null check
     curves:                           # optional: one knob around an arm's pick, on validation
       alpha: {arms: [cfm], values: [0.01, 0.1, 1, 3]}
 
-A tuned arm's grid is `tune.space` × its own `space`; when it has more cells than the budget, a
-seeded, balanced random subset of `budget` cells is drawn (each knob's values spread evenly over
-the cells; seeded by the arm's name, so the same arm draws the same cells in every spec) and the
-summary says so; a grid smaller than the budget is an error (the
-budgets would not be equal). Selection cannot read test: it needs `split.validation_fraction` > 0,
-there is no key to select on another split, and the selection function refuses anything but
-validation results. Tests are paired: seed s of an arm has the same initialization and batch order
-as seed s of the baseline, and the interval is `metrics.paired_seeds_bootstrap_ci`. With
-`null_seeds`, the baseline's pick also runs with those seeds and `metrics.null_false_positive_rate`
-reports how often that interval calls a difference between baseline seeds.
+A knob's space is a list of values or a range: `{log_uniform: [lo, hi]}` (lr, τ, α, SSL τ),
+`{uniform: [lo, hi]}` (dropout), `{int: [lo, hi]}`; range values are rounded to 3 significant
+digits. An arm without `space` or `from` (other than the baseline) takes the backbone's pick with
+its settings. **joint** (`protocol: joint`, no `backbone`) tunes every arm's `tune.space` and own
+space together with `tune.budget` trials each: it answers "what does a user with N runs get", not
+"is the method better at its best" (arms with larger spaces are searched more thinly).
+
+Trials of (arm, replicate) are the first `budget` distinct points of one scrambled Sobol sequence
+seeded by `sample_seed`, the arm's name and the replicate (lists map through the same unit
+coordinates): budget B's trials are budget B + 1's first B (nested; best-so-far is monotone), and
+an arm with the same name and space draws the same trials in every spec (their cells are shared).
+A space with fewer distinct cells than the budget is an error (the budgets would not be equal).
+Selection cannot read test: it needs `split.validation_fraction` > 0, there is no key to select on
+another split, and the selection function refuses anything but validation results. Finals are
+paired: replicate r of an arm is compared with replicate r of the baseline (the pick it was tuned
+at), seed s with seed s (same initialization and batch order), on the same queries; the interval
+(`stats.hierarchical_paired_ci`) resamples replicates × seeds × queries, so it covers the tuning
+step. With `null_seeds`, the baseline's replicate-0 pick also runs with those seeds, and
+`stats.null_check` reports how often the interval calls a difference between disjoint blocks of
+baseline runs. `train.early_stopping` in `set` applies to trials and finals alike; the summary
+reports each run's stopping step. The summary's keys are in `sslkit.study.summary`.
 
 Cells are named by their settings plus a hash of the resolved config, the sslkit version and its
 numerics version, so a cell already trained (by this spec or another one sharing `out`) is reused,
@@ -74,12 +93,13 @@ from sslkit.study import tuning
 
 def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Path | None = None,
                seeds: Sequence[int] | None = None, budget: int | None = None,
-               null_seeds: Sequence[int] | None = None) -> Sweep:
+               null_seeds: Sequence[int] | None = None, replicates: int | None = None) -> Sweep:
     """Read and validate a spec, resolve every cell's config (so errors surface before training).
 
     `overrides` (key=value, applied after the spec's `set`), `out`, `seeds` (replaces the grid's
-    seed list, or a study's `seeds`), `budget` and `null_seeds` (a study's) let one spec serve
-    e.g. a quick smoke run.
+    seed list, or a study's `seeds`), `budget` (a study's tune.budget and backbone.budget),
+    `replicates` and `null_seeds` (a study's) let one spec serve e.g. a quick smoke run; a study
+    records them beside the spec's hash (preregistration).
 
     Raises:
         ConfigError: unreadable spec, unknown keys, a bad value in any cell, a missing baseline,
@@ -97,8 +117,16 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
     raw = load_yaml(decode_text(data, str(path)), str(path))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with schema, grid (or arms and tune) and optionally out, set")
+    changes: dict[str, Any] = {k: v for k, v in (("set", list(overrides)), ("seeds", seeds), ("budget", budget),
+                                                   ("null_seeds", null_seeds), ("replicates", replicates)) if v}
     if isinstance(raw.get("tune"), dict) and budget is not None:
         raw["tune"]["budget"] = budget
+        if isinstance(raw.get("backbone"), dict) and raw["backbone"].get("budget") is not None:
+            raw["backbone"]["budget"] = budget
+    if isinstance(raw.get("tune"), dict) and replicates is not None:
+        raw["tune"]["replicates"] = replicates
+        if isinstance(raw["tune"].get("seeds"), list) and len(raw["tune"]["seeds"]) >= replicates:
+            raw["tune"]["seeds"] = raw["tune"]["seeds"][:replicates]
     if raw.get("arms") is not None and seeds is not None:
         raw["seeds"] = list(seeds)
     if raw.get("arms") is not None and null_seeds is not None:
@@ -114,7 +142,8 @@ def load_sweep(path: str | Path, *, overrides: Sequence[str] = (), out: str | Pa
     fixed = [f"{full_key(k)}={json.dumps(v)}" for k, v in spec.set.items()] + list(overrides)
     if spec.index:
         fixed.append(f"eval.index={spec.index}")
-    sweep = Sweep(spec=spec, path=path, cells=[], out=out, schema=base / spec.schema_path, fixed=fixed)
+    sweep = Sweep(spec=spec, path=path, cells=[], out=out, schema=base / spec.schema_path, fixed=fixed,
+                  overrides={k: [str(x) for x in v] if isinstance(v, (list, tuple)) else v for k, v in changes.items()})
     if spec.arms is not None:
         tuning.plan_study(sweep)
         return sweep
@@ -143,8 +172,9 @@ def run_sweep(sweep: Sweep, *, log: Callable[[str], None] = lambda _: None, on_e
               stop_on_signals: bool = False) -> tuple[list[CellResult], list[tuple[Cell, str]]]:
     """Train and score every cell not done yet. Returns the results and the failed cells.
 
-    A study runs its tuning cells (validation), selects each arm's pick from their validation
-    results alone (`select_best`), then runs the picks' seeds (test), null seeds and curves.
+    A study runs its trials (validation; two-stage: the backbone's, then the SSL arms' at its
+    picks), selects each (arm, replicate)'s pick from validation results alone (`select_best`),
+    records the preregistration, then runs the picks' final seeds (test), null seeds and curves.
     A cell that fails (e.g. a non-finite loss) is reported and the sweep goes on; an interrupt
     (`Interrupted`) stops it with the current cell's checkpoint saved.
     """
@@ -157,7 +187,9 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
     """A grid: one row per group (mean ± std over seeds, metrics and slices) and its comparison with
     its baseline group. A study: see `summarize_study`."""
     if sweep.tuned:
-        return tuning.summarize_study(sweep, results, n_boot=n_boot)
+        from sslkit.study.summary import summarize_study
+
+        return summarize_study(sweep, results, n_boot=n_boot)
     by_group: dict[str, list[CellResult]] = {}
     for r in results:
         by_group.setdefault(r.cell.group, []).append(r)
@@ -170,8 +202,10 @@ def summarize_sweep(sweep: Sweep, results: list[CellResult], *, n_boot: int = 10
             row["baseline"] = base_name
             row.update(versus(by_group[base_name], got, n_boot=n_boot))
         rows.append(row)
-    return {"spec": str(sweep.path), "protocol": "grid: every cell scored on the test split", "cells": len(sweep.cells),
-            "done": len(results), "ci_method": CI_PAIRED, "groups": rows}
+    toppop = next((r.eval["toppop"] for r in results if r.eval.get("toppop")), None)
+    return {"kind": "grid", "spec": str(sweep.path), "protocol": "grid: every cell scored on the test split",
+            "cells": len(sweep.cells), "done": len(results), "ci_method": CI_PAIRED, "groups": rows,
+            "toppop": None if toppop is None else {"split": "test", **toppop}}
 
 
 def write_summary(sweep: Sweep, summary: dict[str, Any]) -> Path:
