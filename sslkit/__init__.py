@@ -1,13 +1,18 @@
 """sslkit: two-tower retrieval with self-supervised feature masking for tabular data.
 
-The package root imports nothing heavy (no torch, no hnswlib, no polars) so that
-`sslkit --help` stays instant; the library functions live in their modules:
+The Python API, one call per stage (docs/api.md; each call's docstring states its contract)::
 
-* `sslkit.config.load_config`  — YAML schema → validated `Config`
-* `sslkit.data.store.load_store`    — Polars preprocessing → cached, memory-mapped `FeatureStore`
-* `sslkit.data.profile.profile`     — dataset statistics
-* `sslkit.data.mi.mutual_information` — pairwise MI between item features (drives CFM)
+    import sslkit
+    cfg = sslkit.load_config("schema.yaml", settings={"ssl.aug": "cfm"})
+    store = sslkit.load_store(cfg)                  # also: sslkit.profile(cfg), sslkit.mi(cfg)
+    sslkit.train(cfg, out="runs/cfm")
+    sslkit.evaluate("runs/cfm").metrics             # also: sslkit.embed, sslkit.recommend, sslkit.run_study
+
+The names load lazily (module `__getattr__`): `import sslkit` imports nothing heavy (no torch, no
+hnswlib, no polars), so `sslkit --help` stays instant; a call imports its stage when it runs.
 """
+
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -43,3 +48,27 @@ def source_revision() -> dict[str, object] | None:
     except Exception:  # no git, not a checkout, timeout: provenance is best effort
         return None
     return {"commit": commit, "dirty": dirty}
+
+
+# The public API (docs/api.md): each name is imported from its module on first use. Not re-exported under
+# TYPE_CHECKING: stage modules import this package root (for the versions), so it must not import them
+# back (tests/test_layout.py); type checkers see the calls, fully typed, in `sslkit.api`.
+__all__ = ["NUMERICS_VERSION", "SslkitError", "__version__", "embed", "evaluate", "init_schema", "load_config",
+           "load_store", "mi", "profile", "recommend", "run_study", "train"]
+_LAZY = {name: "sslkit.api" for name in __all__ if name[0].islower() and not name.startswith("__")}
+_LAZY["SslkitError"] = "sslkit.errors"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sslkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

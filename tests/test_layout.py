@@ -90,9 +90,9 @@ def test_stage_packages_say_what_they_take_and_give() -> None:
 
 
 def test_flat_modules_are_gone() -> None:
-    """Only the command line and what every stage shares stay at the top."""
+    """Only the command line, the public API and what every stage shares stay at the top."""
     top = sorted(p.stem for p in PKG.glob("*.py"))
-    assert top == ["__init__", "__main__", "cli", "config", "console", "errors", "plots", "runtime"]
+    assert top == ["__init__", "__main__", "api", "cli", "config", "console", "errors", "plots", "runtime"]
 
 
 def test_import_sslkit_and_stages_without_torch() -> None:
@@ -100,3 +100,11 @@ def test_import_sslkit_and_stages_without_torch() -> None:
             "sslkit.study; print('torch' in sys.modules, 'hnswlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_import_sslkit_and_its_api_without_polars() -> None:
+    """The package root and the public API's names (before a call) import no torch, hnswlib or polars."""
+    code = ("import sys, sslkit, sslkit.api; sslkit.train, sslkit.load_config; "
+            "print([m for m in ('torch', 'hnswlib', 'polars') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
