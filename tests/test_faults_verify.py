@@ -92,7 +92,8 @@ def test_eval_over_a_damaged_cache_does_not_blame_the_data(data: Path) -> None:
 def swept(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-cell sweep, done (copied per test by `sweep`)."""
     base = tmp_path_factory.mktemp("verify") / "ds"
-    shutil.copytree(tiny_dir, base, ignore=shutil.ignore_patterns(".sslkit-cache"))
+    # runs/ left out: other tests' runs in the shared tiny data must not be taken for the sweep's cell
+    shutil.copytree(tiny_dir, base, ignore=shutil.ignore_patterns(".sslkit-cache", "runs"))
     spec = {"schema": str(base / "schema.yaml"), "out": str(base / "runs"),
             "set": {"train.steps": 2, "train.batch_size": 256, "train.eval_queries": 20, "model.hidden": [32, 16]},
             "grid": {"aug": ["none"]}}
