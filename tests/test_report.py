@@ -105,11 +105,12 @@ def _study(data: Path, tmp_path: Path) -> Path:
     from sslkit.study.sweep import load_sweep, run_sweep, summarize_sweep, write_summary
 
     spec = tmp_path / "study.yaml"
-    spec.write_text(json.dumps({
+    spec.write_text(json.dumps({  # a two-stage study: the backbone tuned on the baseline, then CFM's own knobs
         "schema": str(data / "schema.yaml"), "out": "study-runs",
         "set": {"train.steps": 2, "train.batch_size": 256, "train.eval_queries": 20, "model.hidden": [32, 16]},
+        "backbone": {"space": {"lr": [0.05, 0.1]}},
         "arms": {"none": {"set": {"aug": "none"}}, "cfm": {"set": {"aug": "cfm"}, "space": {"alpha": [0.1, 0.3]}}},
-        "tune": {"budget": 2, "metric": "recall@50", "space": {"lr": [0.05, 0.1]}},
+        "tune": {"budget": 2, "metric": "recall@50", "replicates": 1},
         "seeds": [0, 1], "baseline": "none"}))
     sw = load_sweep(spec)
     results, failed = run_sweep(sw)
@@ -136,7 +137,7 @@ def test_study_report_names_every_arm_and_interval(data: Path, tmp_path: Path, r
     forest = html[html.index('data-chart="forest"'):]
     assert forest[:forest.index("</svg>")].count("<circle") == len(comps)
     assert 'data-chart="budget-curves"' in html and "<polygon" in html  # the bands
-    assert summary["protocol"][:40] in html
+    assert summary["kind"] == "study" and escape(summary["protocol"]["text"][:40]) in html
 
     md = runner.invoke(app, ["report", str(out / "study.sweep.json"), "--format", "md", "--out", str(tmp_path / "r.md")])
     assert md.exit_code == 0, md.stderr
