@@ -130,3 +130,26 @@ def test_cli_flag(data: Path, runner) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["best_step"], summary["stopped_step"], summary["stopped_early"]) == (2, 4, True)
     assert json.loads((out / "config.json").read_text())["train"]["early_stopping"]["patience"] == 1
+
+
+def test_two_ranks_stop_together_and_keep_the_best_step(data: Path) -> None:
+    """Under torchrun rank 0 validates and decides; both ranks leave the loop at the same step (a rank that
+    did not would hang the other), and the saved model is the best step's, as in one process."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sets = [x for s in [*FAST, "train.early_stopping.min_delta=0.9"] for x in ("--set", s)]
+    args = ["train", str(data / "schema.yaml"), "--steps", "8", "--early-stopping", "1", *sets, "--json"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "sslkit", *args, "--out", str(data / "two"), "--nproc", "2"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((data / "two/summary.json").read_text())
+    assert (summary["best_step"], summary["stopped_step"], summary["stopped_early"]) == (2, 4, True)
+    cfg, store = setup(data, "train.steps=2")
+    train(cfg, store, run_dir=data / "one")
+    a, b = weights(data / "two"), weights(data / "one")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
