@@ -233,7 +233,8 @@ _TRAIN_FLAGS = {"aug": "ssl.aug", "alpha": "ssl.alpha", "dropout": "ssl.dropout"
                 "steps": "train.steps", "batch_size": "train.batch_size", "lr": "train.lr",
                 "optimizer": "train.optimizer", "fraction": "split.fraction", "seed": "train.seed",
                 "device": "train.device", "precision": "train.precision", "mi": "ssl.mi_path",
-                "threads": "train.threads"}
+                "threads": "train.threads",
+                "early_stopping": "train.early_stopping.patience"}
 
 
 @app.command()
@@ -254,6 +255,7 @@ def train(
     precision: Annotated[Optional[str], typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with avx512_bf16 or amx_bf16).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (train.threads; default: 1 for a small model, else the idle usable CPUs).")] = None,
     mi_path: Annotated[Optional[Path], typer.Option("--mi", help="MI JSON from `sslkit mi --out` (else computed).")] = None,
+    early_stopping: Annotated[Optional[int], typer.Option("--early-stopping", min=0, metavar="ROUNDS", help="Stop after ROUNDS validation rounds without improvement and keep the best round's weights; 0 = off [train.early_stopping.patience].")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run directory [runs/NAME-AUG-sSEED].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
@@ -271,7 +273,7 @@ def train(
     flags = {"aug": aug, "alpha": alpha, "dropout": dropout, "epochs": epochs, "steps": steps,
              "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "fraction": fraction, "seed": seed,
              "device": device, "precision": precision, "mi": str(mi_path.resolve()) if mi_path else None,
-             "threads": threads}
+             "threads": threads, "early_stopping": early_stopping}
     given = {k: v for k, v in flags.items() if v is not None}
     explicit = [f"{_TRAIN_FLAGS[k]}={v}" for k, v in given.items()]
     cfg = _config(schema, [*(set_ or []), *explicit], flags={_TRAIN_FLAGS[k]: "--" + k.replace("_", "-") for k in given})

@@ -297,6 +297,21 @@ class Model(_Model):
         return self
 
 
+class EarlyStopping(_Model):
+    """Stop training when validation stops improving, and keep the best validated step's weights."""
+
+    patience: int | None = Field(None, ge=0, description="Validation rounds (train.eval_every, else epochs) without "
+                                 "an improvement before training stops; the best round's weights are restored "
+                                 "into the saved model. 0 or null = off (train to train.steps / train.epochs).")
+    min_delta: float = Field(0.0, ge=0, description="Least rise of the metric that counts as an improvement.")
+    metric: str | None = Field(None, description="Validation metric watched: recall@K with K in eval.k; default "
+                                                 "recall at the largest eval.k.")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.patience)
+
+
 class Train(_Model):
     """Optimisation settings. The paper (§4) uses Adagrad, lr 0.01, batch 1024, τ 0.07 and no logQ; the
     defaults keep Adagrad and batch but turn logQ on with lr 0.05, τ 0.05 and 20 epochs, chosen
@@ -326,6 +341,7 @@ class Train(_Model):
     eval_every: int = Field(0, ge=0, description="Validation every N steps; 0 = once per epoch.")
     eval_queries: int = Field(1000, ge=1, description="Validation-split queries sampled for train's validation recall.")
     log_every: int = Field(20, ge=1, description="Write metrics.jsonl every N steps.")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
 
 
 class SSL(_Model):
@@ -441,6 +457,24 @@ class Config(_Model):
             raise ValueError(f"ssl.mask_size: {size} must be below the number of item features ({k}), so "
                              "that both views keep a feature")
         return self
+
+    @model_validator(mode="after")
+    def _early_stopping_fits(self) -> "Config":
+        es = self.train.early_stopping
+        if not es.on:
+            return self
+        if self.split.validation_fraction == 0:
+            raise ValueError("train.early_stopping needs a validation split: set split.validation_fraction > 0")
+        if es.metric is not None and es.metric.removeprefix("val_") not in {f"recall@{k}" for k in self.eval.k}:
+            raise ValueError(f"train.early_stopping.metric '{es.metric}' is not a validation metric: use recall@K "
+                             f"with K in eval.k {self.eval.k}")
+        return self
+
+    @property
+    def early_stopping_metric(self) -> str:
+        """The validation key early stopping watches, e.g. ``val_recall@50``."""
+        es = self.train.early_stopping
+        return "val_" + (es.metric.removeprefix("val_") if es.metric else f"recall@{max(self.eval.k)}")
 
     @model_validator(mode="after")
     def _time_split_needs_time(self) -> "Config":

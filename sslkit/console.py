@@ -174,6 +174,11 @@ class TrainDisplay:
             text = " ".join(f"{k} {v:.4f}" + ("" if pop[k] is None else f" (TopPopular {pop[k]:.4f})")
                             for k, v in p.items() if k != "step" and not k.startswith("val_toppop_"))
             (self.progress.console.print if self.progress is not None else log)(f"step {p['step']} {text}")
+        elif kind == "early_stop":
+            how = f"stopped early at step {p['stopped_step']}" if p["stopped_early"] else f"ended at step {p['stopped_step']}"
+            best = " ".join(f"{k} {v:.4f}" for k, v in p["best_validation"].items())
+            (self.progress.console.print if self.progress is not None else log)(
+                f"{how}; kept step {p['best_step']}'s weights ({best})")
         elif kind == "done":
             self.close()
 

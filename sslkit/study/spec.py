@@ -338,6 +338,8 @@ def config_hash(cfg: Config) -> str:
     data = {k: v for k, v in dump_config(cfg).items() if k not in ("base_dir", "cache_dir")}
     data["sslkit"] = {"version": sslkit.__version__, "numerics": sslkit.NUMERICS_VERSION}
     data["train"] = {k: v for k, v in data["train"].items() if k not in ("log_every", "device", "threads")}
+    if not cfg.train.early_stopping.on:  # off, as every cell was before the setting existed
+        del data["train"]["early_stopping"]
     if training_precision(cfg) == "fp32":  # as cells were named before the setting existed
         del data["train"]["precision"]
     else:  # auto is hashed as what it resolves to on this machine: its runs are bf16 runs

@@ -28,6 +28,7 @@ from sslkit.training.device import apply_threads, precision_record, resolve_devi
 
 from sslkit.data import io
 from sslkit.training.checkpoint import load_checkpoint, run_metadata, save_checkpoint
+from sslkit.training.early_stopping import EarlyStopping
 from sslkit.config import Config, dump_config
 from sslkit.errors import CheckpointError, DataChangedError, ResourceError, TrainingError
 from sslkit.model.towers import FusedTable, Layout, TwoTower, embed_all, fuse
@@ -309,11 +310,15 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     order_gen, step_gen = torch.Generator().manual_seed(cfg.train.seed), torch.Generator().manual_seed(cfg.train.seed + 1)
     epoch, step_in_epoch, step = 0, 0, 0
     order_state = order_gen.get_state()
+    es = EarlyStopping(cfg) if cfg.train.early_stopping.on else None
     if resume:
         progress = load_checkpoint(run_dir, s.model, s.optimizers, cfg)
         epoch, step_in_epoch, step = progress["epoch"], progress["step_in_epoch"], progress["step"]
         order_state = progress["order_rng"]
         step_gen.set_state(progress["step_rng"])
+        if es is not None and "early_stopping" in progress:
+            es.load(progress["early_stopping"])
+            _check_can_continue(es, step, s.total_steps, run_dir)
         if s.world.is_main:
             _truncate_metrics(run_dir / "metrics.jsonl", step)
     elif s.world.is_main:
@@ -343,18 +348,19 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
     batch = min(cfg.train.batch_size, len(s.train_pairs))
     validation: dict[str, float] = {}
     validated_at = -1
+    stop = es is not None and es.stopped_step is not None  # resumed a run that stopped early: it is finished
     t0, done_at_start, window = time.perf_counter(), step, (time.perf_counter(), step)
     nonfinite = torch.zeros((), device=s.device)  # non-finite losses so far, counted on the device (no sync)
     with io.named_errors(run_dir / "metrics.jsonl"), \
             (run_dir / "metrics.jsonl").open("a") if s.world.is_main else open(os.devnull, "w") as log:
-        while step < s.total_steps:
+        while step < s.total_steps and not stop:
             order_gen.set_state(order_state)
             perm = torch.randperm(len(s.train_pairs), generator=order_gen)  # on the CPU, where the pairs are
             next_order_state = order_gen.get_state()
             while step_in_epoch < s.steps_per_epoch and step < s.total_steps:
                 if s.world.any(should_stop()):  # every rank stops at the same step
                     _check_finite(s, {"nonfinite": nonfinite}, step, run_dir)
-                    _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
+                    _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen, es)
                     s.world.barrier()  # the checkpoint is written before any rank exits
                     raise Interrupted(f"stopped at step {step}; checkpoint saved — continue with --resume")
                 rows = perm[step_in_epoch * batch:(step_in_epoch + 1) * batch]
@@ -377,14 +383,18 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
                     if "ssl_top1" in rec:
                         ssl_top1.append(rec["ssl_top1"])
                 if cfg.train.eval_every and step % cfg.train.eval_every == 0:
-                    validation, validated_at = _validate(s, val, step, log, on_event), step
+                    (validation, stop), validated_at = _round(s, val, step, log, on_event, es), step
+                    if stop:
+                        break
             if step_in_epoch >= s.steps_per_epoch:
                 epoch, step_in_epoch, order_state = epoch + 1, 0, next_order_state
-                if not cfg.train.eval_every:
-                    validation, validated_at = _validate(s, val, step, log, on_event), step
+                if not cfg.train.eval_every and not stop:
+                    (validation, stop), validated_at = _round(s, val, step, log, on_event, es), step
             if step == s.total_steps and validated_at != step:  # the summary reports the final model
-                validation, validated_at = _validate(s, val, step, log, on_event), step
-            _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen)
+                (validation, _), validated_at = _round(s, val, step, log, on_event, es), step
+            if es is not None and (stop or step == s.total_steps):
+                validation = _end_early_stopping(s, es, step, stop, log, on_event) or validation
+            _save(run_dir, s, cfg, epoch, step_in_epoch, step, order_state, step_gen, es)
             on_event("checkpoint", {"step": step, "epoch": epoch})
     elapsed = time.perf_counter() - t0
     rate = (step - done_at_start) * batch / max(elapsed, 1e-9)
@@ -392,6 +402,8 @@ def train(cfg: Config, store: FeatureStore, *, run_dir: Path, mi: dict[str, Any]
         validation = _validate(s, val, step, None, on_event)
     summary = {"steps": step, "epochs": epoch + step_in_epoch / s.steps_per_epoch, "examples_per_s": rate,
                "train_seconds": elapsed, "validation": validation, "device": str(s.device)}
+    if es is not None:
+        summary |= es.summary(step)
     if (warning := below_toppop(validation, cfg, cold_share=val.cold_share)) is not None:
         summary["warning"] = warning
         on_event("warning", {"message": warning})
@@ -424,12 +436,46 @@ def _check_finite(s: Setup, values: dict[str, torch.Tensor], step: int, run_dir:
 
 
 def _save(run_dir: Path, s: Setup, cfg: Config, epoch: int, step_in_epoch: int, step: int,
-          order_state: torch.Tensor, step_gen: torch.Generator) -> None:
+          order_state: torch.Tensor, step_gen: torch.Generator, es: EarlyStopping | None = None) -> None:
     if not s.world.is_main:  # one writer
         return
     save_checkpoint(run_dir, s.model, s.optimizers, cfg, {
         "epoch": epoch, "step_in_epoch": step_in_epoch, "step": step,
-        "order_rng": order_state, "step_rng": step_gen.get_state()}, data=s.data_pin)
+        "order_rng": order_state, "step_rng": step_gen.get_state(),
+        **({"early_stopping": es.state()} if es is not None else {})}, data=s.data_pin)
+
+
+def _round(s: Setup, val: "ValidationSet", step: int, log: Any, on_event: Event,
+           es: EarlyStopping | None) -> tuple[dict[str, float], bool]:
+    """One validation round: the validation metrics and whether early stopping ends training here (the same
+    answer on every rank: rank 0 validates and decides, `World.any` shares it)."""
+    validation = _validate(s, val, step, log, on_event)
+    return validation, es is not None and s.world.any(es.observe(validation, step, s.model))
+
+
+def _end_early_stopping(s: Setup, es: EarlyStopping, step: int, stopped: bool, log: Any,
+                        on_event: Event) -> dict[str, float]:
+    """Training ends (patience ran out, or the last step): the best round's weights go into the model that is
+    saved and evaluated, and metrics.jsonl gets the event. Returns the best round's validation ({} off rank 0)."""
+    if stopped:
+        es.stopped_step = step
+    es.ended_at = step
+    es.restore(s.model)
+    es.best_weights = None  # the model holds them now; the checkpoint need not carry them twice
+    rec = {"step": step, "event": "early_stopping", **es.summary(step)}
+    if s.world.is_main:
+        log.write(json.dumps(rec) + "\n"); log.flush()
+        on_event("early_stop", rec)
+    return es.best_validation
+
+
+def _check_can_continue(es: EarlyStopping, step: int, total: int, run_dir: Path) -> None:
+    """A run that ended with an earlier step's weights restored cannot be trained further: its optimizer
+    state and batch order belong to the step it ended at, its weights to another."""
+    if es.ended_at is not None and es.stopped_step is None and total > step and es.best_step != step:
+        raise CheckpointError(f"{run_dir}: ended at step {step} with step {es.best_step}'s weights restored "
+                              "(train.early_stopping), so it cannot be continued to more steps",
+                              hint="train a new run with the larger --steps/--epochs into another --out")
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
