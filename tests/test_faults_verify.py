@@ -112,7 +112,9 @@ def sweep(swept: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
     spec = json.loads((dst / "s.yaml").read_text())
     spec["schema"], spec["out"] = str(dst / "schema.yaml"), str(dst / "runs")
     (dst / "s.yaml").write_text(json.dumps(spec))
-    cell = next(p.parent for p in (dst / "runs").rglob("eval.json"))
+    from sslkit.study.sweep import load_sweep
+
+    cell = load_sweep(dst / "s.yaml").cells[0].dir
     return dst / "s.yaml", cell, json.loads((dst / "first.json").read_text())
 
 
