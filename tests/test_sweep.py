@@ -179,7 +179,7 @@ def test_damaged_results_are_evaluated_again(data: Path, tmp_path: Path, runner:
     r = runner.invoke(app, ["sweep", str(spec), "--json"])
     assert r.exit_code == 0 and "Traceback" not in r.stderr
     err = r.stderr.replace("\n", "")  # the console wraps long paths
-    assert "per_query.npz fails its checksum" in " ".join(r.stderr.split()) and cell.dir.name in err
+    assert "eval.json fails its checksum" in " ".join(r.stderr.split()) and cell.dir.name in err
     assert json.loads(r.stdout)["groups"] == json.loads(first.stdout)["groups"]
     assert cell_status(cell) == "done" and "metrics" in json.loads((cell.dir / "eval.json").read_text())
 
