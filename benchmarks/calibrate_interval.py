@@ -17,7 +17,7 @@ Clopper–Pearson interval. Resumable: finished runs in ``--out`` are reused (ea
 per-query test metric it was scored with), so an interrupted calibration continues where it stopped; the
 report covers the comparisons whose runs are all complete.
 
-    PYTHONPATH=. python benchmarks/calibrate_interval.py --out /tmp/calib --comparisons 40
+    PYTHONPATH=. python benchmarks/calibrate_interval.py --out /tmp/calib
     # or in 2 processes, then the report:
     for i in 0 1; do PYTHONPATH=. python benchmarks/calibrate_interval.py --out /tmp/calib --shard $i --shards 2 & done
     wait; PYTHONPATH=. python benchmarks/calibrate_interval.py --out /tmp/calib --report-only
@@ -98,10 +98,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schema", type=Path, default=ROOT / "examples/synthetic/schema.yaml")
     ap.add_argument("--out", type=Path, required=True, help="Run directories (reused when present).")
-    ap.add_argument("--comparisons", type=int, default=30)
+    ap.add_argument("--comparisons", type=int, default=65)
     ap.add_argument("--replicates", type=int, default=3, help="R per side.")
-    ap.add_argument("--seeds", type=int, default=2, help="S per replicate (the same seeds on both sides).")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--seeds", type=int, default=1, help="S per replicate (the same seeds on both sides).")
+    ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--lr", type=float, nargs=2, default=[0.02, 0.1], help="Range of the replicates' lr picks.")
     ap.add_argument("--tau", type=float, nargs=2, default=[0.04, 0.1], help="Range of their τ picks.")
     ap.add_argument("--metric", default="recall")
@@ -112,8 +112,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run.")
     ap.add_argument("--shard", type=int, default=0, help="Train only runs k with k %% shards == shard ...")
     ap.add_argument("--shards", type=int, default=1, help="... (several processes; then report with --report-only).")
+    ap.add_argument("--first", type=int, default=0, help="Train from this comparison on (another process's share).")
     ap.add_argument("--report-only", action="store_true", help="Train nothing; report on the complete comparisons.")
-    ap.add_argument("--set", action="append", default=["train.batch_size=256", "model.hidden=[64]",
+    ap.add_argument("--set", action="append", default=["train.batch_size=256", "model.hidden=[32]", "model.embedding_dim=16",
                                                        "train.eval_queries=200", "train.device=cpu",
                                                        "train.precision=fp32", "split.validation_fraction=0.1"],
                     help="Config overrides for every run (added to the defaults shown).")
@@ -132,6 +133,9 @@ def main() -> None:
     if not args.report_only:
         k = 0
         for c, pair in enumerate(plan):
+            if c < args.first:
+                k += sum(len(rep) for side in pair for rep in side)
+                continue
             for draw, seed in (x for side in pair for rep in side for x in rep):
                 if k % args.shards == args.shard:
                     _, spent = run_one(args, draw, seed, store_cache)
