@@ -2,9 +2,11 @@
 
 * wikipedia: the paper's Wikipedia shape from the synthetic generator (200k items, item_id + category
   + tags + title, batch 1024, hidden [1024, 128], --aug cfm, alpha 0.3). Target on a 2-core CPU:
-  >= 12,000 examples/s.
+  >= 12,000 examples/s (set on an Intel Xeon with AMX; the AVX2-only AMD EPYC of docs/scaling.md
+  "Threads" runs 5,286 on 1 thread and 8,611 on 2, fp32).
 * ml100k: MovieLens-100K-sized user-to-item (1.7k items, 4 small item + 4 user features, embedding 32,
-  hidden [256, 64], batch 512, SSL on). Target >= 90,000 examples/s.
+  hidden [256, 64], batch 512, SSL on). Target >= 90,000 examples/s (AMX machine; the AMD EPYC: 21,610-
+  23,595 on 1 thread).
 * aai: the paper's AAI shape (2.4M items, batch 4096, hidden [1024, 256], embedding 64, --aug cfm) with
   the Wikipedia-preset features and 10M pairs (`--items`/`--pairs` scale it). Meant for a GPU: target
   >= 2,000,000 examples/s per H100-class GPU, i.e. 1B pairs per epoch in under 10 minutes
