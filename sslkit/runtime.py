@@ -88,6 +88,17 @@ def _cpu_times() -> dict[int, tuple[int, int]] | None:
     return out
 
 
+def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs' worth of time the cgroup may use (cgroup v2 `cpu.max`, e.g. a container's `--cpus 2`);
+    None without a limit or where it cannot be read."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(int(quota) / int(period), 0.01)
+    except (OSError, ValueError):
+        return None
+
+
 def free_cpus(cpus: list[int], seconds: float = 0.25) -> float | None:
     """How many of `cpus` other processes left idle over a short sample (0.25 s of /proc/stat).
 
@@ -122,10 +133,13 @@ class Threads:
 
 def choose_threads(requested: int | None, step_flops: float | None = None) -> Threads:
     """Threads for a training run: `requested` (train.threads / --threads) wins, then OMP_NUM_THREADS;
-    otherwise one thread for a small step (`SMALL_STEP_FLOPS`), else the usable CPUs that other
-    processes leave idle (at least one).
+    otherwise one thread for a small step (`SMALL_STEP_FLOPS`), else the usable CPUs (the affinity
+    mask, capped by a cgroup CPU quota) that other processes leave idle (at least one).
     """
     cpus = usable_cpus()
+    quota = cpu_quota()
+    if quota is not None and quota < len(cpus):  # a container limited to fewer CPUs than it sees
+        cpus = cpus[:max(1, int(quota))]
     if requested:
         return Threads(requested, "train.threads", len(cpus))
     env = os.environ.get("OMP_NUM_THREADS", "").strip()

@@ -84,6 +84,18 @@ def test_threads_follow_the_setting_then_omp_num_threads_then_the_work_and_idle_
         assert choice.threads == threads and choice.to_json()["free_cpus"] == idle and choice.to_json()["usable_cpus"] == 4
     monkeypatch.setattr(runtime, "usable_cpus", lambda: [5])
     assert runtime.choose_threads(None, 1e12).threads == 1
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: list(range(64)))  # a container that sees 64 CPUs
+    monkeypatch.setattr(runtime, "cpu_quota", lambda: 2.5)  # but may use 2.5 of them
+    monkeypatch.setattr(runtime, "free_cpus", lambda cpus, seconds=0.25: float(len(cpus)))
+    assert runtime.choose_threads(None, 1e12).threads == 2 and runtime.choose_threads(None, 1e12).usable_cpus == 2
+
+
+def test_cgroup_cpu_quota_is_read(tmp_path: Path) -> None:
+    (tmp_path / "limited").write_text("250000 100000\n")
+    (tmp_path / "unlimited").write_text("max 100000\n")
+    assert runtime.cpu_quota(str(tmp_path / "limited")) == 2.5
+    assert runtime.cpu_quota(str(tmp_path / "unlimited")) is None
+    assert runtime.cpu_quota(str(tmp_path / "missing")) is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat")
