@@ -457,10 +457,11 @@ measured when its cells were trained, while other jobs may have shared the cores
   knobs: the baseline over lr × τ × logQ, SSL arms over those plus α (down to 0.01), SSL τ and, where
   the method has one, the dropout rate dr. Where an arm's grid is larger than the budget
   ({sampled_arms(t2)}), its cells are a seeded, balanced random subset of the grid (each knob's values spread
-  evenly over the cells). Tuning cells train with seed {sel['tune_seed']} and are scored on validation.
+  evenly over the cells; today: the first cells of a seeded Sobol sequence per arm and replicate, so
+  budgets nest). Tuning cells train with seeds {sel.get('tuning_seeds', sel.get('tune_seed'))} and are scored on validation.
 * **Selection.** Each arm's pick is its tuning cell with the best validation {sel['metric']}. The pick is
-  trained with seeds {sel['seeds']} and scored on test (its seed-{sel['tune_seed']} run is the tuning cell
-  itself, whose test score is read only after selection). Arms marked "not tuned" take another
+  trained with seeds {sel.get('final_seeds', sel.get('seeds'))} and scored on test (fresh seeds, disjoint from the tuning
+  seeds). Arms marked "not tuned" take another
   arm's pick and change one thing (an ablation): only that thing differs.
 * **Paired comparisons.** Seed s of an arm has the same initialization and batch order as seed s of
   the baseline. Δ is the relative change of the mean over seeds and test queries; its 95% interval
@@ -469,7 +470,7 @@ measured when its cells were trained, while other jobs may have shared the cores
   seeds (× sqrt(n/(n−1))·t_df/z, Welch–Satterthwaite df of the seed and query variance components).
   p-values, where the JSON gives them, are one-sided. A verdict says "helps" or "hurts" only when
   the interval excludes 0, else "no detectable difference".
-* **Null check.** The baseline's pick was also trained with {len(t2.get('null_check', {}).get('seeds', [])) - len(sel['seeds'])} more seeds;
+* **Null check.** The baseline's pick was also trained with {len(t2.get('null_check', {}).get('seeds', [])) - len(sel.get('final_seeds', sel.get('seeds', [])))} more seeds;
   {null_text(t2)}
 * **Reproducible.** Cells are named by a hash of their resolved config, the sslkit version and
   `sslkit.NUMERICS_VERSION`; each run's `run.json` records the numerics version and git commit.
