@@ -18,6 +18,8 @@ import argparse
 import importlib.util
 import json
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ def ranker_table(oracle: dict[str, Any], groups: dict[str, dict[str, Any]], nove
     """Reference rankers and the models' finals (mean over replicates x seeds), Recall@50 and @10 per slice."""
     lines = ["| ranker | " + " | ".join(f"{s} R@50" for s in SLICES) + " | overall R@10 |",
              "|---|" + "---:|" * (len(SLICES) + 1)]
-    names = {"bayes": "Bayes-optimal (true P(j|q))", "content": "content-only oracle (features → latent, cross-fitted)",
+    names = {"bayes": "Bayes-optimal (the generator's P(j \\| q))", "content": "content-only oracle (features → latent, cross-fitted)",
              "toppop": "TopPopular"}
     for key, label in names.items():
         r = oracle["rankers"][key]
@@ -130,14 +132,22 @@ def ranker_table(oracle: dict[str, Any], groups: dict[str, dict[str, Any]], nove
     return lines
 
 
+def _signed(v: Any, pct: bool = False) -> str:
+    return "–" if v is None else (f"{v:+.1%}" if pct else f"{v:+.4f}")
+
+
 def comparison_table(summary: dict[str, Any]) -> list[str]:
+    """Every comparison; the headline family (arm vs baseline on the selection metric) first."""
     lines = ["| arm vs baseline | metric | baseline | arm | Δ abs [95% CI] | Δ rel [95% CI] | p (Holm) | wins | verdict |",
              "|---|---|---:|---:|---|---|---:|---:|---|"]
-    for c in summary.get("comparisons", []):
+    rows = sorted(summary.get("comparisons", []), key=lambda c: (not c.get("family"), c["metric"]))
+    for c in rows:
+        p = c.get("p_holm") if c.get("p_holm") is not None else c.get("p")
+        p_txt = "–" if p is None else f"{p:.3f}" + ("" if c.get("p_holm") is not None else " (raw)")
         lines.append(f"| {c['arm']} vs {c['baseline']} | {c['metric']} | {f4(c.get('baseline_value'))} | {f4(c.get('value'))} "
-                     f"| {c.get('delta_abs', 0):+.4f} {ci(c.get('ci_abs'))} | {c.get('delta_rel', 0):+.1%} "
-                     f"{ci(c.get('ci_rel'), pct=True)} | {c.get('p_holm', c.get('p', float('nan'))):.3f} "
-                     f"| {c.get('wins', '–')}/{c.get('replicates', '–')} | {c.get('verdict', '–')} |")
+                     f"| {_signed(c.get('delta_abs'))} {ci(c.get('ci_abs'))} | {_signed(c.get('delta_rel'), True)} "
+                     f"{ci(c.get('ci_rel'), pct=True)} | {p_txt} | {c.get('wins', '–')}/{c.get('replicates', '–')} "
+                     f"| {c.get('verdict', '–')} |")
     return lines
 
 
@@ -146,7 +156,7 @@ def slice_table(summary: dict[str, Any]) -> list[str]:
     for s in summary.get("slices", []):
         rel = "–" if s.get("absolute_only") or s.get("ci_rel") is None else f"{s['delta_rel']:+.1%} {ci(s['ci_rel'], pct=True)}"
         lines.append(f"| {s['arm']} | {s['slice']} | {s['metric']} | {f4(s.get('baseline_value'))} | {f4(s.get('value'))} "
-                     f"| {s.get('delta_abs', 0):+.4f} {ci(s.get('ci_abs'))} | {rel} |")
+                     f"| {_signed(s.get('delta_abs'))} {ci(s.get('ci_abs'))} | {rel} |")
     return lines
 
 
@@ -218,9 +228,9 @@ def control_section(control: str, runs_root: Path) -> tuple[list[str], dict[str,
     lines += ["", "### Picks, validation scores and stopping steps", ""] + picks_table(summary)
     st = summary.get("stopping", {})
     if st:
-        lines += ["", "Finals' stopping steps (early stopping on validation Recall@50; the best step is restored): "
-                  + "; ".join(f"{a}: {', '.join(str(x) for x in v.get('best_steps') or v.get('steps', []))} "
-                              f"(best) of max {v.get('max_steps') or '–'}" for a, v in st.items())]
+        lines += ["", "Finals' training steps: " + "; ".join(
+            f"{a}: {', '.join(str(x) for x in (v.get('best_steps') if any(v.get('stopped_early') or []) else v.get('steps')) or [])}"
+            for a, v in st.items())]
     lines += ["", "### Expected best validation Recall@50 vs budget (Dodge et al. 2019; band over replicates)", ""]
     lines += curve_table(summary)
     if summary.get("warnings"):
@@ -234,10 +244,10 @@ def control_section(control: str, runs_root: Path) -> tuple[list[str], dict[str,
     return lines, numbers
 
 
-def compute_lines(runs_root: Path) -> list[str]:
+def compute_lines(runs_root: Path, controls: list[str]) -> list[str]:
     """Wall time of each study (its runner's log) and the CPU seconds its runs report."""
     out = []
-    for control in CONTROLS:
+    for control in controls:
         root = runs_root / f"simulated-{control}"
         secs = [json.loads(p.read_text()).get("train_seconds", 0.0) for p in root.glob("*/summary.json")]
         wall = root / "wall.json"
@@ -248,20 +258,38 @@ def compute_lines(runs_root: Path) -> list[str]:
     return out
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="where the studies wrote their runs")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS-simulated.md")
+    ap.add_argument("--controls", nargs="+", choices=CONTROLS, default=list(CONTROLS))
     a = ap.parse_args(argv)
+    (a.out.parent / "results").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     head = (HERE / "report_head.md").read_text()
     body, numbers = [], {}
-    for control in CONTROLS:
+    for control in a.controls:
         lines, numbers[control] = control_section(control, a.runs)
         body += lines + [""]
-    tail = (HERE / "discussion.md").read_text()
-    cpu = platform.processor() or platform.machine()
-    text = "\n".join([head.rstrip(), "", *body, "## Compute", "", *compute_lines(a.runs),
+    tail = (HERE / "pilot.md").read_text().rstrip() + "\n\n" + (HERE / "discussion.md").read_text()
+    for control in a.controls:  # each study's full page from `sslkit report` (charts as .svg beside it)
+        page = a.out.parent / "results" / f"simulated-{control}.md"
+        subprocess.run([sys.executable, "-m", "sslkit", "report", str(a.runs / f"simulated-{control}"), "--format", "md",
+                        "--out", str(page), "--title", f"SIMULATED {control} control: the study"], check=True)
+        body += [f"Full {control} study page from `sslkit report` (every trial, budget curves, charts): "
+                 f"[results/simulated-{control}.md](results/simulated-{control}.md).", ""]
+    cpu = _cpu_model()
+    text = "\n".join([head.rstrip(), "", *body, "## Compute", "", *compute_lines(a.runs, a.controls),
                       f"* CPU: {cpu}; report built in {time.perf_counter() - t0:.0f} s.", "", tail.rstrip(), ""])
     a.out.write_text(text)
     (a.out.parent / "results" / "simulated-controls.json").write_text(json.dumps(numbers, indent=1, default=float))
