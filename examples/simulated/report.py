@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                  f"[results/simulated-{control}.md](results/simulated-{control}.md).", ""]
     cpu = _cpu_model()
     text = "\n".join([head.rstrip(), "", *body, "## Compute", "", *compute_lines(a.runs, a.controls),
-                      f"* CPU: {cpu} (avx512_bf16, no AMX), 2 cores shared with about seven other jobs (load average ~30); "
+                      f"* CPU: {cpu} (Zen 3: AVX2, no avx512_bf16, no AMX), 2 cores shared with about seven other jobs (load average ~30); "
                       "each study one process with one thread, the two side by side, fp32; report built in "
                       f"{time.perf_counter() - t0:.0f} s.", "", tail.rstrip(), ""])
     a.out.write_text(text)
