@@ -296,8 +296,9 @@ def index_settings(cfg: Config) -> dict[str, Any]:
     """How `build_run_index` builds a run's graph under `cfg`: what an index file must record
     (its sidecar's ``built_with``) for a cached one to be reused."""
     h = cfg.eval.hnsw
-    return {"M": h.M, "ef_construction": h.ef_construction, "ef": h.ef, "center": h.center,
-            "query_nodes": {"max": h.query_nodes, "from": "training queries", "seed": 0}}
+    return {"M": h.M, "ef_construction": h.ef_construction, "ef": h.ef, "center": h.center, "normalize": h.normalize,
+            "query_nodes": {"max": h.query_nodes, "from": "training queries", "seed": 0},
+            "hubs": {"queries": h.hub_queries, "k": max(cfg.eval.k), "from": "training queries", "seed": 2}}
 
 
 def build_run_index(run: Run, vectors: np.ndarray, log: Any = lambda _: None, *, exclude_self: bool = True,
@@ -326,14 +327,36 @@ def build_run_index(run: Run, vectors: np.ndarray, log: Any = lambda _: None, *,
         rows = np.sort(rng.permutation(rows)[:h.query_nodes])
         nodes = embed_table(run, table.take(rows), queries=True)
     t0 = time.perf_counter()
-    index = HnswIndex.build(np.asarray(vectors, np.float32), M=h.M, ef_construction=h.ef_construction, ef=h.ef,
-                           center=h.center, query_nodes=nodes, built_with=settings)
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    hubs = None
+    if h.hub_queries and len(train) and len(vectors):
+        hubs = hub_items(run, store, table, np.asarray(train), vectors, h.hub_queries, max(run.cfg.eval.k), exclude_self)
+    index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center,
+                           normalize=h.normalize, query_nodes=nodes, hubs=hubs, built_with=settings)
     index.meta["build_seconds"] = round(time.perf_counter() - t0, 1)
-    log(f"built HNSW index over {len(vectors):,} items (+ {index.query_nodes:,} query nodes) "
+    log(f"built HNSW index over {len(vectors):,} items ({len(index.hubs):,} hubs, {index.query_nodes:,} query nodes) "
         f"in {index.meta['build_seconds']} s")
     if measure and h.recall_queries and len(validation) and len(vectors) > 1:
         index.meta["recall"] = measure_recall(index, run, table, validation, h.recall_queries, exclude_self, store)
     return index
+
+
+def hub_items(run: Run, store: FeatureStore, table: EntityTable, train: np.ndarray, vectors: np.ndarray, n: int,
+              k: int, exclude_self: bool) -> np.ndarray:
+    """Item rows in the exact top `k` of a fixed sample of `n` distinct training queries (the union)."""
+    import torch
+
+    from sslkit.data.profile import group_pairs
+    from sslkit.retrieval.index import exact_topk
+
+    q = group_pairs(train)[0]
+    q = np.sort(np.random.default_rng(2).permutation(q)[:n])
+    qv = embed_table(run, table.take(q), queries=True)
+    self_rows = q.astype(np.int64) if exclude_self and store.item_to_item else None
+    _, top = exact_topk(torch.from_numpy(qv), torch.from_numpy(vectors), min(k, len(vectors)),
+                        exclude_self=None if self_rows is None else torch.from_numpy(self_rows))
+    top = top.numpy()
+    return np.unique(top[top >= 0])
 
 
 def measure_recall(index: Any, run: Run, table: EntityTable, pairs: np.ndarray, n: int, exclude_self: bool,

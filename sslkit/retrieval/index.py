@@ -302,7 +302,9 @@ class HnswIndex:
         index: the ``hnswlib.Index``.
         meta: the sidecar dict: ``format, version, dim, count, M, ef_construction, ef, space``;
             ``center`` (the subtracted mean, ``dim`` floats) when centered; from version 3 also
-            ``query_nodes`` (how many deleted query nodes the graph holds), ``built_with`` (free
+            ``query_nodes`` (how many deleted query nodes the graph holds), ``normalized`` (true
+            when the graph holds unit-length vectors; see :meth:`build`), ``hubs`` (item rows
+            every query scores exactly), ``built_with`` (free
             settings that produced it, e.g. how the query nodes were chosen), ``recall`` (measured
             at build time, optional) and ``checksum`` (of the rest, checked at load).
         vectors: the raw item vectors float32 ``[N, d]`` used to rescore, or None.
@@ -313,6 +315,7 @@ class HnswIndex:
         center = meta.get("center")
         self.center = None if center is None else np.asarray(center, dtype=np.float32)
         self.vectors = vectors
+        self.hubs = np.asarray(meta.get("hubs", []), dtype=np.int64)
 
     @property
     def dim(self) -> int:
@@ -332,6 +335,7 @@ class HnswIndex:
     @classmethod
     def build(cls, vectors: np.ndarray, *, M: int = 16, ef_construction: int = 100, ef: int = 400,
               seed: int = 0, num_threads: int = 0, center: bool = False, query_nodes: np.ndarray | None = None,
+              normalize: bool = False, hubs: np.ndarray | None = None,
               built_with: dict[str, Any] | None = None) -> "HnswIndex":
         """Index ``vectors`` float32 ``[N, d]`` with ids 0..N−1 (``num_threads=0``: all cores).
 
@@ -339,6 +343,12 @@ class HnswIndex:
             center: index them minus their mean (the same ranking per query; see the class).
             query_nodes: float ``[B, d]`` query vectors inserted after the items as nodes
                 ``N .. N + B − 1`` and marked deleted (traversed, never returned).
+            normalize: the graph holds the (centered) vectors scaled to unit length, so it is built
+                and searched by angle, a metric the graph search navigates well; a query takes the
+                ``max(ef, k)`` best candidates by angle and ranks them by their exact inner products,
+                which needs the raw vectors at query time (``vectors``).
+            hubs: int item rows scored exactly for every query besides the graph's candidates:
+                the items that fill real queries' exact top K (see the class).
             built_with: free-form settings recorded in the sidecar (e.g. how query_nodes were drawn).
         """
         import hnswlib
@@ -358,6 +368,15 @@ class HnswIndex:
             mean = raw.mean(0, dtype=np.float64).astype(np.float32)
             graph = raw - mean
             meta["center"] = [float(x) for x in mean]
+        if normalize:
+            norms = np.linalg.norm(graph, axis=1, keepdims=True)
+            graph = graph / np.where(norms > 0, norms, 1)
+            meta["normalized"] = True
+        if hubs is not None:
+            h = np.unique(np.asarray(hubs, dtype=np.int64).reshape(-1))
+            if len(h) and (h[0] < 0 or h[-1] >= n):
+                raise ValueError(f"hubs must be item rows in [0, {n})")
+            meta["hubs"] = [int(i) for i in h]
         meta["built_with"] = dict(built_with or {})
         index = hnswlib.Index(space="ip", dim=d)
         index.init_index(max_elements=max(n + len(qn), 1), M=M, ef_construction=ef_construction, random_seed=seed)
@@ -389,9 +408,21 @@ class HnswIndex:
     def item_vectors(self) -> np.ndarray:
         """The raw item vectors: ``vectors`` if given, else read back from the graph (+ center)."""
         if self.vectors is None:
+            if self.meta.get("normalized"):
+                raise ValueError("a normalized index needs the raw item vectors (HnswIndex.load(path, vectors=...))")
             got = np.asarray(self.index.get_items(np.arange(self.count), return_type="numpy"), dtype=np.float32)
             self.vectors = got if self.center is None else got + self.center
         return self.vectors
+
+    def _hub_candidates(self, q: np.ndarray, fetch: int, block: int = 2048) -> np.ndarray:
+        """Per query, the ``fetch`` hubs of highest (matmul) score: int64 ``[Q, min(fetch, H)]``."""
+        hub_vecs = self.item_vectors()[self.hubs]
+        take = min(fetch, len(self.hubs))
+        out = np.empty((len(q), take), np.int64)
+        for i in range(0, len(q), block):
+            hs = q[i:i + block] @ hub_vecs.T
+            out[i:i + block] = self.hubs[np.argpartition(-hs, take - 1, axis=1)[:, :take]]
+        return out
 
     def query(self, q: np.ndarray, k: int, *, ef: int | None = None, exclude_self: np.ndarray | None = None,
               num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -414,14 +445,19 @@ class HnswIndex:
         fetch = min(k + extra, self.count)
         if fetch == 0 or len(q) == 0:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
-        found = self._knn(q, fetch, ef or int(self.meta["ef"]), num_threads)
+        ef = ef or int(self.meta["ef"])
+        normalized = bool(self.meta.get("normalized"))
+        found = self._knn(q, min(max(fetch, ef), self.count) if normalized else fetch, ef, num_threads)
         if found is None:  # the graph cannot reach `fetch` items: answer by exact search
             s, i = exact_topk(torch.from_numpy(q), torch.from_numpy(self.item_vectors()), fetch)
             scores, labels = s.numpy(), i.numpy()
         else:
             labels = found[0].astype(np.int64)
-            if self.vectors is not None:
-                scores, labels = _rescore(q, self.vectors, labels)
+            if len(self.hubs):  # the hubs' best `fetch` by exact score join the graph's candidates
+                labels = _dedupe(np.concatenate([labels, self._hub_candidates(q, fetch)], axis=1))
+            if self.vectors is not None or normalized or len(self.hubs):
+                scores, labels = _rescore(q, self.item_vectors(), labels)
+                scores, labels = scores[:, :fetch], labels[:, :fetch]
             else:
                 scores = (1.0 - found[1]).astype(np.float32)
                 if self.center is not None:  # the graph's inner products are q·(v − m): add q·m back
@@ -508,8 +544,22 @@ def _sidecar_ok(meta: Any) -> bool:
         return False
     if v == 3:
         return (type(meta.get("query_nodes")) is int and meta["query_nodes"] >= 0 and meta["ef"] >= 1
+                and meta.get("normalized", False) in (True, False)
+                and isinstance(meta.get("hubs", []), list)
+                and all(type(i) is int and 0 <= i < meta["count"] for i in meta.get("hubs", []))
                 and isinstance(meta.get("built_with"), dict) and isinstance(meta.get("checksum"), str))
     return "query_nodes" not in meta
+
+
+def _dedupe(labels: np.ndarray) -> np.ndarray:
+    """Each row's labels with repeats replaced by −1 (``[Q, C]``)."""
+    order = np.argsort(labels, axis=1, kind="stable")
+    srt = np.take_along_axis(labels, order, 1)
+    rep = np.zeros(labels.shape, bool)
+    rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    out = labels.copy()
+    np.put_along_axis(out, order, np.where(rep, -1, srt), 1)
+    return out
 
 
 def _rescore(q: np.ndarray, vectors: np.ndarray, labels: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
