@@ -155,7 +155,8 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
 
         hn = build_run_index(run, item_vecs, log, measure=False)
         extra["index_build_seconds"] = round(time.perf_counter() - t0, 2)
-        extra["hnsw"] = {**cfg.eval.hnsw.model_dump(), "query_nodes_used": hn.query_nodes}  # the graph the ANN numbers come from
+        # the index behind the ANN numbers: its settings, and the hubs / query nodes it was built with
+        extra["hnsw"] = {**cfg.eval.hnsw.model_dump(), "hubs_used": len(hn.hubs), "query_nodes_used": hn.query_nodes}
         top = retrieve(item_vecs, query_vecs, k, index="hnsw", exclude_self=exclude_self, exclude=seen,
                        batch_size=batch, hnsw=hn)
         # ANN recall against exact top-K on a fixed sample of queries (exact search is the slow part)

@@ -79,7 +79,7 @@ def load_index(run: Run, log: Callable[[str], None], kind: str = "hnsw") -> tupl
     if path.exists() and not run.allow_data_change:
         if not (run.state.get("digest") and derived_fresh(run, [*names, "items.npy"])):
             why = (f"{path}: does not match the checksums derived.json records for this checkpoint "
-                   "(edited, damaged or built from another run)")
+                   "(edited, damaged, or built by an older sslkit or from another checkpoint)")
         else:
             try:
                 index = HnswIndex.load(path, vectors=vectors)
