@@ -201,7 +201,7 @@ def test_recommend_serves_a_centered_index_with_raw_scores(trained: Path, runner
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     meta = json.loads((trained / "none" / "index.hnsw.json").read_text())
-    assert meta["version"] == 2 and len(meta["center"]) == meta["dim"]
+    assert meta["version"] == 3 and len(meta["center"]) == meta["dim"] and meta["hubs"]
     run = load_run(trained / "none")
     store = run.store()
     row = list(store.items.ids).index("i000003")
