@@ -14,6 +14,13 @@ Why does hnswlib find only ~0.88 of the exact top-50 at ef 400 on 1M learned vec
     python benchmarks/hnsw_recall.py RUN [--queries 2000] [--M 16 32] [--ef-construction 100]
         [--ef 100 200 400 800 1600] [--k 50] [--center]
 
+`--hubs N…` also builds centred graphs whose queries also score, exactly, the items found in the
+exact top K of N training queries (`eval.hnsw.hub_queries`, the default). `--query-nodes N…` also builds centred graphs holding N training queries' vectors as deleted bridge
+nodes (`eval.hnsw.query_nodes`); `--normalize` a centred graph of unit vectors searched by angle
+whose ef candidates are ranked by exact inner product (`eval.hnsw.normalize`). Every search
+rescores its results exactly (as `recommend` does); build and search report wall and CPU seconds
+(the machine may be shared: `machine.loadavg`), and the saved index's size.
+
 RUN: a trained run (e.g. from `benchmarks/eval_e2e.py --work DIR`: DIR/run-...). `--center` also
 indexes item vectors minus their mean (`HnswIndex.build(center=True)`, `eval.hnsw.center`): a
 query's inner products all shift by the same q·mean, so the exact ranking is unchanged, while the
@@ -74,7 +81,18 @@ def main() -> None:
     ap.add_argument("--no-raw", action="store_true", help="skip the uncentred graphs (with --center and/or --xbox)")
     ap.add_argument("--xbox", action="store_true", help="also centred vectors lifted onto a sphere: v' = [v - m, "
                     "sqrt(R^2 - |v - m|^2)], queries [q, 0] (the same inner products; Bachrach et al. 2014)")
+    ap.add_argument("--query-nodes", type=int, nargs="*", default=[], help="also centred graphs holding this many "
+                    "training queries as deleted bridge nodes (eval.hnsw.query_nodes), one graph per count")
+    ap.add_argument("--query-node-scale", type=float, default=1.0, help="scale of the bridge vectors (1: as they are)")
+    ap.add_argument("--hubs", type=int, nargs="*", default=[], help="also centred graphs whose queries score "
+                    "exactly the items in the exact top K of this many training queries (eval.hnsw.hub_queries), "
+                    "one graph per count; the time to find them is reported as hubs_cpu_s")
+    ap.add_argument("--normalize", action="store_true", help="also a centred graph of unit-length vectors searched "
+                    "by angle, its ef candidates ranked by exact inner product (eval.hnsw.normalize)")
     args = ap.parse_args()
+    import os
+    import tempfile
+
     from sslkit import runtime
 
     machine = runtime.machine()  # CPU, bf16 flags, load at the start
@@ -113,7 +131,16 @@ def main() -> None:
                     "geometry": geometry(items, queries, ex_scores, rng), "graphs": []}
     log(json.dumps(result["geometry"]))
     variants = ([] if args.no_raw and (args.center or args.xbox) else ["raw"]) + (["centered"] if args.center else []) \
-        + (["xbox"] if args.xbox else [])
+        + (["xbox"] if args.xbox else []) + [f"centered+{n}q" for n in args.query_nodes] \
+        + (["centered+normalized"] if args.normalize else []) + [f"centered+hubs{n}" for n in args.hubs]
+    train_q = np.zeros((0, items.shape[1]), np.float32)
+    if args.query_nodes or args.hubs:
+        from sslkit.data.store import training_split
+
+        tq = group_pairs(np.asarray(training_split(store)[0]))[0]
+        tq = np.random.default_rng(0).permutation(tq)[:max(args.query_nodes + args.hubs)]
+        train_q = embed_table(run, table.take(tq), queries=True).astype(np.float32)
+        train_self = tq.astype(np.int64) if store.item_to_item else None
     c = items - items.mean(0, keepdims=True)
     norms = np.linalg.norm(c, axis=1)
     lifted = np.hstack([c, np.sqrt(np.maximum(norms.max() ** 2 - norms ** 2, 0))[:, None]]).astype(np.float32)
@@ -121,21 +148,39 @@ def main() -> None:
     for name in variants:
         for m in args.M:
             for efc in args.ef_construction:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 if name == "xbox":
                     index = HnswIndex.build(lifted, M=m, ef_construction=efc)
+                elif "+" in name and name.endswith("q"):
+                    nq = int(name.split("+")[1][:-1])
+                    index = HnswIndex.build(items, M=m, ef_construction=efc, center=True,
+                                            query_nodes=train_q[:nq] * args.query_node_scale)
+                elif "+hubs" in name:
+                    nh = int(name.split("+hubs")[1])
+                    c1 = time.process_time()
+                    _, top = exact_topk(torch.from_numpy(train_q[:nh]), torch.from_numpy(items), args.k,
+                                        exclude_self=None if train_self is None else torch.from_numpy(train_self[:nh]))
+                    hubs_cpu = time.process_time() - c1
+                    index = HnswIndex.build(items, M=m, ef_construction=efc, center=True, hubs=top.numpy())
                 else:
-                    index = HnswIndex.build(items, M=m, ef_construction=efc, center=name == "centered")
-                graph = {"vectors": name, "M": m, "ef_construction": efc,
-                         "build_s": round(time.perf_counter() - t0, 1), "search": []}
+                    index = HnswIndex.build(items, M=m, ef_construction=efc, center=name != "raw",
+                                            normalize=name.endswith("normalized"))
+                graph = {"vectors": name, "M": m, "ef_construction": efc, "query_node_scale": args.query_node_scale,
+                         "build_s": round(time.perf_counter() - t0, 1), "build_cpu_s": round(time.process_time() - c0, 1),
+                         "search": []}
+                if "+hubs" in name:
+                    graph |= {"hubs": len(index.hubs), "hubs_cpu_s": round(hubs_cpu, 1)}
+                with tempfile.TemporaryDirectory() as tmp:
+                    index.save(Path(tmp) / "i.hnsw")
+                    graph["index_mb"] = round(os.path.getsize(Path(tmp) / "i.hnsw") / 2**20, 1)
                 for ef in args.ef:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     lift = pad if name == "xbox" else (lambda v: v)
                     _, got = index.query(lift(queries), args.k, ef=ef, exclude_self=self_rows)
-                    dt = time.perf_counter() - t0
+                    dt, dc = time.perf_counter() - t0, time.process_time() - c0
                     _, got_ctrl = index.query(lift(items[ctrl]), args.k, ef=ef, exclude_self=ctrl)
                     graph["search"].append({
-                        "ef": ef, "queries_per_s": round(len(q) / dt, 1),
+                        "ef": ef, "queries_per_s": round(len(q) / dt, 1), "queries_per_cpu_s": round(len(q) / dc, 1),
                         f"recall@{args.k}": round(ann_recall(got, ex_idx[:, : args.k]), 4),
                         f"recall@{args.k}_items_as_queries": round(ann_recall(got_ctrl, ctrl_idx[:, : args.k]), 4),
                         "recall@10": round(ann_recall(got[:, :10], ex_idx[:, :10]), 4)})

@@ -376,7 +376,7 @@ def embed(
     allow_data_change: AllowDataOpt = False,
 ) -> None:
     """Item (or query) embeddings with their ids; new rows are encoded with the run's vocabularies."""
-    from sslkit.retrieval.embed import FORMATS, build_index, embed as run_embed, load_run, write_vectors
+    from sslkit.retrieval.embed import FORMATS, build_index, embed as run_embed, load_run, recall_line, write_vectors
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
@@ -389,8 +389,8 @@ def embed(
     if index:
         if entity != "items":
             raise typer.BadParameter("an index is built over items", param_hint="--index")
-        build_index(vectors, str(index), r.cfg)
-        console.log(f"wrote HNSW index {index} ({len(ids):,} items)")
+        built = build_index(vectors, str(index), r, console.log, exclude_self=items is None)
+        console.log(f"wrote HNSW index {index} ({len(ids):,} items; {recall_line(built.meta)})")
     write_vectors(ids, vectors, out, fmt)
     console.log(f"embedded {len(ids):,} {entity} (d={vectors.shape[1]})" + ("" if out == "-" else f" → {out}"))
     if bad:
@@ -405,16 +405,20 @@ def recommend(
     k: Annotated[int, typer.Option("--k", min=1, help="Items per query.")] = 10,
     queries: Annotated[str, typer.Option("--queries", help="Query ids or NDJSON feature rows, one per line (file or -).")] = "-",
     exclude_seen: Annotated[bool, typer.Option("--exclude-seen/--include-seen", help="Leave out items a query id already has a pair with in the run's data.")] = False,
+    index: Annotated[str, typer.Option("--index", help="hnsw (the run's cached graph; its recall vs exact is logged) | exact (blocked matmul over the catalog).")] = "hnsw",
     allow_data_change: AllowDataOpt = False,
 ) -> None:
-    """Top-K items per query from the run's HNSW index, one NDJSON line per query (stdin → stdout)."""
+    """Top-K items per query from the run's HNSW index (or exact search), one NDJSON line per query (stdin → stdout)."""
     from sslkit.retrieval.recommend import recommend_lines
+
+    if index not in ("exact", "hnsw"):
+        raise typer.BadParameter("use hnsw or exact", param_hint="--index")
 
     problems: list[str] = []
     try:
         failed = recommend_lines(run, queries, k, write=lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()),
                                  warn=lambda m: (problems.append(m), console.warn(m)), log=console.log,
-                                 exclude_seen=exclude_seen, allow_data_change=allow_data_change)
+                                 exclude_seen=exclude_seen, allow_data_change=allow_data_change, index=index)
     except BrokenPipeError:  # `| head` closed the pipe: lines already reported as failed still count
         _stdout_closed()
         raise typer.Exit(1 if problems else 0)

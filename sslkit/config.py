@@ -377,19 +377,36 @@ class SSL(_Model):
     mi_path: str | None = Field(None, description="MI JSON from `sslkit mi --out`; computed if omitted.")
 
 
+QUERY_NODES_DEFAULT = 0  # see HNSW.query_nodes
+NORMALIZE_DEFAULT = False  # see HNSW.normalize
+
+
 class HNSW(_Model):
-    """hnswlib settings. On 1M learned 64-d vectors (docs/retrieval.md), centering lifts
-    recall@50 at ef 400 from 0.59 to 0.71 (τ 0.07, 300 steps) and from 0.36 to 0.78 (1,500 steps),
-    ties at 0.63 with today's defaults (τ 0.05, 300 steps) and builds faster; M 32 adds 0.03–0.05
-    for a 1.5× build."""
+    """hnswlib settings for `recommend`, `embed --index` and `eval --index hnsw`. A two-tower model's
+    queries are out of distribution for a graph of item neighbourhoods, and a few hundred "hub"
+    items fill most of their exact top 10; the default graph is centered and every query also scores
+    the hubs found from training queries exactly (docs/retrieval.md)."""
 
     M: int = Field(16, ge=2, description="Graph degree.")
     ef_construction: int = Field(100, ge=1, description="Build breadth (build time grows ~linearly).")
     ef: int = Field(400, ge=1, description="Search breadth (raised to at least K); recall vs queries/s.")
     center: bool = Field(True, description="Index the item vectors minus their mean: each query's ranking is "
-                                           "unchanged (its scores all shift by q·mean); on learned two-tower vectors "
-                                           "the graph search finds as much or more of the exact top K at the default "
-                                           "ef, and builds faster (docs/retrieval.md).")
+                                           "unchanged (its scores all shift by q·mean), and the graph no longer "
+                                           "has to navigate the narrow cone of learned item vectors.")
+    normalize: bool = Field(NORMALIZE_DEFAULT, description="Build and search the graph by angle (the centered "
+                            "item vectors scaled to unit length) and rank the ef best candidates by their exact "
+                            "inner products (docs/retrieval.md).")
+    query_nodes: int = Field(QUERY_NODES_DEFAULT, ge=0, description="Insert this many training queries' vectors "
+                             "(a fixed sample of the distinct training queries) as graph nodes and mark them "
+                             "deleted: searches walk through them but never return them, which bridges the query "
+                             "tower's side and the items' side. 0: items only.")
+    hub_queries: int = Field(5000, ge=0, description="Training queries (a fixed sample) whose exact top K (the "
+                             "largest eval.k) is computed when the index is built; the items found (the 'hubs' "
+                             "that fill most queries' top K on learned vectors) are scored exactly for every query "
+                             "besides the graph's candidates. 0: graph only.")
+    recall_queries: int = Field(1000, ge=0, description="recommend / embed --index: validation queries (a fixed "
+                                "sample) on which the index's recall against exact search is measured when it is "
+                                "built and recorded beside it. 0: not measured.")
 
 
 class Eval(_Model):

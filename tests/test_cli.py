@@ -153,7 +153,10 @@ def test_eval_hnsw_reports_ann_recall(trained: Path, runner: CliRunner) -> None:
     r = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--index", "hnsw", "--k", "10"))["runs"][0]
     assert r["ann_recall@10"] >= 0.95 and set(r["metrics"]) == {"recall@10", "map@10", "ndcg@10", "mrr@10"}
     assert r["ann_recall_queries"] == r["queries"] and r["index"] == "hnsw"
-    assert r["hnsw"] == {"M": 16, "ef_construction": 100, "ef": 400, "center": True}  # the graph behind the numbers
+    hubs = r["hnsw"].pop("hubs_used")  # the index behind the numbers
+    assert r["hnsw"] == {"M": 16, "ef_construction": 100, "ef": 400, "center": True, "normalize": False, "query_nodes": 0,
+                         "hub_queries": 5000, "recall_queries": 1000, "query_nodes_used": 0}
+    assert 0 < hubs <= 300  # items of the tiny catalog
     exact = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--k", "10"))["runs"][0]
     # a recall-1 ANN would give the exact metrics; at >= 0.95 they stay close
     assert abs(r["metrics"]["recall@10"] - exact["metrics"]["recall@10"]) < 0.05
@@ -198,7 +201,7 @@ def test_recommend_serves_a_centered_index_with_raw_scores(trained: Path, runner
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     meta = json.loads((trained / "none" / "index.hnsw.json").read_text())
-    assert meta["version"] == 2 and len(meta["center"]) == meta["dim"]
+    assert meta["version"] == 3 and len(meta["center"]) == meta["dim"] and meta["hubs"]
     run = load_run(trained / "none")
     store = run.store()
     row = list(store.items.ids).index("i000003")

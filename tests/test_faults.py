@@ -659,8 +659,8 @@ def test_one_item_catalog_has_nothing_to_recommend(ds: Path, monkeypatch: pytest
 
     real = sslkit.retrieval.recommend.load_index
 
-    def one_item(run: Any, log: Any) -> Any:
-        ids, vectors, index = real(run, log)
+    def one_item(run: Any, log: Any, kind: str = "hnsw") -> Any:
+        ids, vectors, index = real(run, log, kind)
         return ids[:1], vectors[:1], index
 
     monkeypatch.setattr(sslkit.retrieval.recommend, "load_index", one_item)

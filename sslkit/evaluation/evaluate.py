@@ -116,7 +116,7 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     the pairs `train` validates on; writes eval.validation.json). Both go through this same code with
     the same options; the options applied are recorded in the result (`split`, `exclude_seen`, ...).
     """
-    from sslkit.retrieval.embed import embed_table, load_run
+    from sslkit.retrieval.embed import build_run_index, embed_table, load_run
 
     if split not in EVAL_FILES:
         raise DataError(f"unknown split {split!r}", hint="use test or validation (--split)")
@@ -151,12 +151,12 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     if index == "exact":
         top = retrieve(item_vecs, query_vecs, k, index="exact", exclude_self=exclude_self, exclude=seen, batch_size=batch)
     else:
-        from sslkit.retrieval.index import HnswIndex, ann_recall
+        from sslkit.retrieval.index import ann_recall
 
-        h = cfg.eval.hnsw
-        hn = HnswIndex.build(item_vecs, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)
+        hn = build_run_index(run, item_vecs, log, measure=False)
         extra["index_build_seconds"] = round(time.perf_counter() - t0, 2)
-        extra["hnsw"] = h.model_dump()  # the graph the ANN numbers come from
+        # the index behind the ANN numbers: its settings, and the hubs / query nodes it was built with
+        extra["hnsw"] = {**cfg.eval.hnsw.model_dump(), "hubs_used": len(hn.hubs), "query_nodes_used": hn.query_nodes}
         top = retrieve(item_vecs, query_vecs, k, index="hnsw", exclude_self=exclude_self, exclude=seen,
                        batch_size=batch, hnsw=hn)
         # ANN recall against exact top-K on a fixed sample of queries (exact search is the slow part)

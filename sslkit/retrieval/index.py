@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sslkit.data import io
 from sslkit.errors import CheckpointError
 
 _FIX = "rebuild it with `sslkit embed RUN --index`"
@@ -278,24 +279,43 @@ def _hnsw_header(path: Path) -> tuple[int, int]:
 class HnswIndex:
     """hnswlib index in inner-product space; ids are item rows ``0 .. N − 1``.
 
-    With ``center``, the graph holds the item vectors minus their mean m. Every inner product of a
-    query q then shifts by the same q·m, so each query's ranking is the one over the raw vectors
-    (scores are returned with q·m added back), while the graph no longer has to navigate a narrow
-    cone: a two-tower model's item vectors share a large common component (on 1M learned vectors
-    their mean has norm 0.71–0.88) and its query vectors sit on the far side of it (mean directions
-    at cosine −0.80 to −0.88), where a greedy search over the raw vectors misses much of the exact
-    top 50 (`benchmarks/hnsw_recall.py`; docs/retrieval.md "Retrieval at 1M items" for when centering helps).
+    A two-tower model's query vectors are out of distribution for a graph built from item–item
+    neighbourhoods: the item vectors share a large common component and the query tower's vectors
+    sit on the far side of it (on 1M learned vectors, cosine between the two means −0.85 to −0.88),
+    so a greedy search from the items' side misses much of the exact top 50. Two constructions
+    help, and the default uses both (docs/retrieval.md has the measurements):
+
+    * ``center``: the graph holds the item vectors minus their mean m. Every inner product of a
+      query q shifts by the same q·m, so each query's ranking is unchanged.
+    * ``query_nodes``: vectors of real (training) queries inserted as extra graph nodes with ids
+      ``N ..`` and then marked deleted: a search still walks through them — they bridge the query
+      side and the item side — but never returns them.
+
+    Scores are exact inner products: with the item vectors at hand (``vectors``, kept by
+    :meth:`build` and passed to :meth:`load`), every candidate is rescored in float64 from the raw
+    vectors and ties go to the lower item row, as in :func:`exact_topk`; without them they are the
+    graph's float32 inner products (plus q·m when centered). When the graph cannot return as many
+    results as asked (k near the catalog size on a graph with unreachable nodes), the query is
+    answered by exact search instead.
 
     Attributes:
         index: the ``hnswlib.Index``.
-        meta: the sidecar dict (``format, version, dim, count, M, ef_construction, ef, space``, and
-            ``center``: the subtracted mean, a list of ``dim`` floats, or absent).
+        meta: the sidecar dict: ``format, version, dim, count, M, ef_construction, ef, space``;
+            ``center`` (the subtracted mean, ``dim`` floats) when centered; from version 3 also
+            ``query_nodes`` (how many deleted query nodes the graph holds), ``normalized`` (true
+            when the graph holds unit-length vectors; see :meth:`build`), ``hubs`` (item rows
+            every query scores exactly), ``built_with`` (free
+            settings that produced it, e.g. how the query nodes were chosen), ``recall`` (measured
+            at build time, optional) and ``checksum`` (of the rest, checked at load).
+        vectors: the raw item vectors float32 ``[N, d]`` used to rescore, or None.
     """
 
-    def __init__(self, index: Any, meta: dict[str, Any]) -> None:
+    def __init__(self, index: Any, meta: dict[str, Any], vectors: np.ndarray | None = None) -> None:
         self.index, self.meta = index, meta
         center = meta.get("center")
         self.center = None if center is None else np.asarray(center, dtype=np.float32)
+        self.vectors = vectors
+        self.hubs = np.asarray(meta.get("hubs", []), dtype=np.int64)
 
     @property
     def dim(self) -> int:
@@ -307,40 +327,102 @@ class HnswIndex:
         """Number of indexed items N."""
         return int(self.meta["count"])
 
+    @property
+    def query_nodes(self) -> int:
+        """Number of (deleted) query nodes in the graph besides the N items."""
+        return int(self.meta.get("query_nodes", 0))
+
     @classmethod
     def build(cls, vectors: np.ndarray, *, M: int = 16, ef_construction: int = 100, ef: int = 400,
-              seed: int = 0, num_threads: int = 0, center: bool = False) -> "HnswIndex":
-        """Index ``vectors`` float32 ``[N, d]`` with ids 0..N−1 (``num_threads=0``: all cores);
-        ``center``: index them minus their mean (the same ranking per query; see the class)."""
+              seed: int = 0, num_threads: int = 0, center: bool = False, query_nodes: np.ndarray | None = None,
+              normalize: bool = False, hubs: np.ndarray | None = None,
+              built_with: dict[str, Any] | None = None) -> "HnswIndex":
+        """Index ``vectors`` float32 ``[N, d]`` with ids 0..N−1 (``num_threads=0``: all cores).
+
+        Args:
+            center: index them minus their mean (the same ranking per query; see the class).
+            query_nodes: float ``[B, d]`` query vectors inserted after the items as nodes
+                ``N .. N + B − 1`` and marked deleted (traversed, never returned).
+            normalize: the graph holds the (centered) vectors scaled to unit length, so it is built
+                and searched by angle, a metric the graph search navigates well; a query takes the
+                ``max(ef, k)`` best candidates by angle and ranks them by their exact inner products,
+                which needs the raw vectors at query time (``vectors``).
+            hubs: int item rows scored exactly for every query besides the graph's candidates:
+                the items that fill real queries' exact top K (see the class).
+            built_with: free-form settings recorded in the sidecar (e.g. how query_nodes were drawn).
+        """
         import hnswlib
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2:
-            raise ValueError(f"vectors must be [N, d], got shape {vectors.shape}")
-        n, d = vectors.shape
-        meta: dict[str, Any] = {"format": "sslkit-hnsw", "version": 1, "dim": d, "count": n, "M": M,
-                                "ef_construction": ef_construction, "ef": ef, "space": "ip"}
+        raw = np.ascontiguousarray(vectors, dtype=np.float32)
+        if raw.ndim != 2:
+            raise ValueError(f"vectors must be [N, d], got shape {raw.shape}")
+        n, d = raw.shape
+        qn = np.zeros((0, d), np.float32) if query_nodes is None else np.ascontiguousarray(query_nodes, dtype=np.float32)
+        if qn.ndim != 2 or qn.shape[1] != d:
+            raise ValueError(f"query_nodes must be [B, {d}], got shape {qn.shape}")
+        qn = qn if n else qn[:0]
+        meta: dict[str, Any] = {"format": "sslkit-hnsw", "version": 3, "dim": d, "count": n, "M": M,
+                                "ef_construction": ef_construction, "ef": ef, "space": "ip", "query_nodes": len(qn)}
+        graph = raw
         if center and n:
-            mean = vectors.mean(0, dtype=np.float64).astype(np.float32)
-            vectors = vectors - mean
-            meta |= {"version": 2, "center": [float(x) for x in mean]}
+            mean = raw.mean(0, dtype=np.float64).astype(np.float32)
+            graph = raw - mean
+            meta["center"] = [float(x) for x in mean]
+        if normalize:
+            norms = np.linalg.norm(graph, axis=1, keepdims=True)
+            graph = graph / np.where(norms > 0, norms, 1)
+            meta["normalized"] = True
+        if hubs is not None:
+            h = np.unique(np.asarray(hubs, dtype=np.int64).reshape(-1))
+            if len(h) and (h[0] < 0 or h[-1] >= n):
+                raise ValueError(f"hubs must be item rows in [0, {n})")
+            meta["hubs"] = [int(i) for i in h]
+        meta["built_with"] = dict(built_with or {})
         index = hnswlib.Index(space="ip", dim=d)
-        index.init_index(max_elements=max(n, 1), M=M, ef_construction=ef_construction, random_seed=seed)
+        index.init_index(max_elements=max(n + len(qn), 1), M=M, ef_construction=ef_construction, random_seed=seed)
+        threads = num_threads or -1
         if n:
-            index.add_items(vectors, np.arange(n, dtype=np.int64), num_threads=num_threads or -1)
+            index.add_items(graph, np.arange(n, dtype=np.int64), num_threads=threads)
+        if len(qn):  # queries as they are: a query's scores against the centered items keep its ranking
+            index.add_items(qn, np.arange(n, n + len(qn), dtype=np.int64), num_threads=threads)
+            for label in range(n, n + len(qn)):
+                index.mark_deleted(label)
         index.set_ef(ef)
-        return cls(index, meta)
+        return cls(index, meta, raw)
 
-    def _knn(self, q: np.ndarray, fetch: int, ef: int, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """hnswlib search; retried with ef = N if the graph returned fewer than ``fetch`` results."""
+    def _knn(self, q: np.ndarray, fetch: int, ef: int, num_threads: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """hnswlib search, retried with ef = every node if the graph returned fewer than ``fetch``
+        results; None if it still cannot (nodes the graph does not reach)."""
         self.index.set_ef(max(ef, fetch))
         try:
             return self.index.knn_query(q, k=fetch, num_threads=num_threads or -1)
         except RuntimeError:
-            self.index.set_ef(max(self.count, fetch))
-            return self.index.knn_query(q, k=fetch, num_threads=num_threads or -1)
+            self.index.set_ef(max(self.count + self.query_nodes, fetch))
+            try:
+                return self.index.knn_query(q, k=fetch, num_threads=num_threads or -1)
+            except RuntimeError:
+                return None
         finally:
             self.index.set_ef(int(self.meta["ef"]))
+
+    def item_vectors(self) -> np.ndarray:
+        """The raw item vectors: ``vectors`` if given, else read back from the graph (+ center)."""
+        if self.vectors is None:
+            if self.meta.get("normalized"):
+                raise ValueError("a normalized index needs the raw item vectors (HnswIndex.load(path, vectors=...))")
+            got = np.asarray(self.index.get_items(np.arange(self.count), return_type="numpy"), dtype=np.float32)
+            self.vectors = got if self.center is None else got + self.center
+        return self.vectors
+
+    def _hub_candidates(self, q: np.ndarray, fetch: int, block: int = 2048) -> np.ndarray:
+        """Per query, the ``fetch`` hubs of highest (matmul) score: int64 ``[Q, min(fetch, H)]``."""
+        hub_vecs = self.item_vectors()[self.hubs]
+        take = min(fetch, len(self.hubs))
+        out = np.empty((len(q), take), np.int64)
+        for i in range(0, len(q), block):
+            hs = q[i:i + block] @ hub_vecs.T
+            out[i:i + block] = self.hubs[np.argpartition(-hs, take - 1, axis=1)[:, :take]]
+        return out
 
     def query(self, q: np.ndarray, k: int, *, ef: int | None = None, exclude_self: np.ndarray | None = None,
               num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +430,7 @@ class HnswIndex:
 
         Args:
             q: float ``[Q, d]`` query vectors.
-            k: results per query (``>= 1``).
+            k: results per query (``>= 1``; above what the catalog holds, the rest is padding).
             ef: search breadth (default: the build's ``ef``); raised to at least k (+1).
             exclude_self: int ``[Q]`` item row to drop per query (``-1`` = none); k + 1 are fetched.
             num_threads: search threads (0 = all cores).
@@ -363,10 +445,23 @@ class HnswIndex:
         fetch = min(k + extra, self.count)
         if fetch == 0 or len(q) == 0:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
-        labels, dist = self._knn(q, fetch, ef or int(self.meta["ef"]), num_threads)
-        labels, scores = labels.astype(np.int64), (1.0 - dist).astype(np.float32)
-        if self.center is not None:  # the graph's inner products are q·(v − m): add q·m back
-            scores = scores + (q @ self.center)[:, None]
+        ef = ef or int(self.meta["ef"])
+        normalized = bool(self.meta.get("normalized"))
+        found = self._knn(q, min(max(fetch, ef), self.count) if normalized else fetch, ef, num_threads)
+        if found is None:  # the graph cannot reach `fetch` items: answer by exact search
+            s, i = exact_topk(torch.from_numpy(q), torch.from_numpy(self.item_vectors()), fetch)
+            scores, labels = s.numpy(), i.numpy()
+        else:
+            labels = found[0].astype(np.int64)
+            if len(self.hubs):  # the hubs' best `fetch` by exact score join the graph's candidates
+                labels = _dedupe(np.concatenate([labels, self._hub_candidates(q, fetch)], axis=1))
+            if self.vectors is not None or normalized or len(self.hubs):
+                scores, labels = _rescore(q, self.item_vectors(), labels)
+                scores, labels = scores[:, :fetch], labels[:, :fetch]
+            else:
+                scores = (1.0 - found[1]).astype(np.float32)
+                if self.center is not None:  # the graph's inner products are q·(v − m): add q·m back
+                    scores = scores + (q @ self.center)[:, None]
         if exclude_self is not None:
             drop = labels == np.asarray(exclude_self, dtype=np.int64).reshape(-1, 1)
             drop[:, -1] |= ~drop.any(axis=1)  # no self among them: drop the surplus last one
@@ -379,19 +474,22 @@ class HnswIndex:
         return scores[:, :k], labels[:, :k]
 
     def save(self, path: str | Path) -> None:
-        """Write the index to ``path`` and its sidecar to ``<path>.json``, each atomically."""
+        """Write the index to ``path`` and its sidecar (with its checksum) to ``<path>.json``, each atomically."""
         path = Path(path)
+        if self.meta.get("version", 1) >= 3:
+            self.meta["checksum"] = sidecar_checksum(self.meta)
         _atomic_write(path, lambda tmp: self.index.save_index(str(tmp)))
         text = json.dumps(self.meta, indent=2) + "\n"
         _atomic_write(Path(f"{path}.json"), lambda tmp: Path(tmp).write_text(text))
 
     @classmethod
-    def load(cls, path: str | Path) -> "HnswIndex":
-        """Load an index saved by :meth:`save`.
+    def load(cls, path: str | Path, vectors: np.ndarray | None = None) -> "HnswIndex":
+        """Load an index saved by :meth:`save` (any version); ``vectors``: the raw item vectors
+        ``[N, d]`` to rescore with (see the class).
 
         Raises:
-            CheckpointError: missing file, missing/malformed sidecar, dimension or count mismatch,
-                or a file hnswlib cannot read.
+            CheckpointError: missing file, missing/malformed sidecar, a sidecar whose checksum does
+                not match (edited or damaged), dimension or count mismatch, or a file hnswlib cannot read.
         """
         import hnswlib
 
@@ -401,30 +499,80 @@ class HnswIndex:
             raise CheckpointError(f"{path}: HNSW index not found", hint=_FIX)
         try:
             meta = json.loads(side.read_text())
-            ok = (isinstance(meta, dict) and meta.get("format") == "sslkit-hnsw" and meta.get("version") in (1, 2)
-                  and meta.get("space") == "ip" and all(isinstance(meta.get(f), int)
-                                                         for f in ("dim", "count", "M", "ef_construction", "ef"))
-                  and (meta.get("version") == 1) == ("center" not in meta)
-                  and ("center" not in meta or (isinstance(meta["center"], list) and len(meta["center"]) == meta["dim"]
-                                                and all(isinstance(x, float) and np.isfinite(x) for x in meta["center"]))))
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{side}: missing or unreadable index sidecar ({type(e).__name__})", hint=_FIX)
-        if not ok:
-            raise CheckpointError(f"{side}: malformed index sidecar (not sslkit-hnsw v1 or v2)", hint=_FIX)
+        if not _sidecar_ok(meta):
+            raise CheckpointError(f"{side}: malformed index sidecar (not sslkit-hnsw v1, v2 or v3)", hint=_FIX)
+        if meta["version"] >= 3 and meta.get("checksum") != sidecar_checksum(meta):
+            raise CheckpointError(f"{side}: the index sidecar does not match its checksum (edited or damaged); "
+                                  "it is not used", hint=_FIX)
         try:
-            dim, count = _hnsw_header(path)
+            dim, nodes = _hnsw_header(path)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{path}: corrupt HNSW index ({e})", hint=_FIX)
-        if dim != meta["dim"] or count != meta["count"]:
-            raise CheckpointError(f"{path}: index has dim {dim} and {count} items but {side.name} says "
-                                  f"dim {meta['dim']} and {meta['count']} items", hint=_FIX)
+        if dim != meta["dim"] or nodes != meta["count"] + meta.get("query_nodes", 0):
+            raise CheckpointError(f"{path}: index has dim {dim} and {nodes} nodes but {side.name} says "
+                                  f"dim {meta['dim']} and {meta['count'] + meta.get('query_nodes', 0)} nodes", hint=_FIX)
+        if vectors is not None and np.shape(vectors) != (meta["count"], meta["dim"]):
+            raise ValueError(f"vectors {np.shape(vectors)} do not match the index ({meta['count']}, {meta['dim']})")
         index = hnswlib.Index(space="ip", dim=dim)
         try:
-            index.load_index(str(path), max_elements=max(count, 1))
+            index.load_index(str(path), max_elements=max(nodes, 1))
         except (RuntimeError, ValueError, OSError) as e:
             raise CheckpointError(f"{path}: hnswlib cannot load the index ({e})", hint=_FIX)
         index.set_ef(meta["ef"])
-        return cls(index, meta)
+        return cls(index, meta, None if vectors is None else np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def sidecar_checksum(meta: dict[str, Any]) -> str:
+    """Checksum of a sidecar's content (every key but ``checksum``), canonical JSON."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return io.digest_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _sidecar_ok(meta: Any) -> bool:
+    """Is this a well-formed sslkit-hnsw sidecar of version 1, 2 or 3?"""
+    if not (isinstance(meta, dict) and meta.get("format") == "sslkit-hnsw" and meta.get("version") in (1, 2, 3)
+            and meta.get("space") == "ip"
+            and all(type(meta.get(f)) is int and meta[f] >= 0 for f in ("dim", "count", "M", "ef_construction", "ef"))):
+        return False
+    v = meta["version"]
+    if "center" in meta and not (v >= 2 and isinstance(meta["center"], list) and len(meta["center"]) == meta["dim"]
+                                 and all(isinstance(x, float) and np.isfinite(x) for x in meta["center"])):
+        return False
+    if v == 2 and "center" not in meta:
+        return False
+    if v == 3:
+        return (type(meta.get("query_nodes")) is int and meta["query_nodes"] >= 0 and meta["ef"] >= 1
+                and meta.get("normalized", False) in (True, False)
+                and isinstance(meta.get("hubs", []), list)
+                and all(type(i) is int and 0 <= i < meta["count"] for i in meta.get("hubs", []))
+                and isinstance(meta.get("built_with"), dict) and isinstance(meta.get("checksum"), str))
+    return "query_nodes" not in meta
+
+
+def _dedupe(labels: np.ndarray) -> np.ndarray:
+    """Each row's labels with repeats replaced by −1 (``[Q, C]``)."""
+    order = np.argsort(labels, axis=1, kind="stable")
+    srt = np.take_along_axis(labels, order, 1)
+    rep = np.zeros(labels.shape, bool)
+    rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    out = labels.copy()
+    np.put_along_axis(out, order, np.where(rep, -1, srt), 1)
+    return out
+
+
+def _rescore(q: np.ndarray, vectors: np.ndarray, labels: np.ndarray, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products (float64, rounded to float32) of each query with its candidate rows
+    ``labels [Q, C]`` (−1 = none), ordered by (score descending, row ascending) as in exact_topk."""
+    scores = np.empty(labels.shape, np.float32)
+    for i in range(0, len(q), block):
+        lab = labels[i:i + block]
+        cand = vectors[np.maximum(lab, 0)].astype(np.float64)
+        s = np.einsum("qcd,qd->qc", cand, q[i:i + block].astype(np.float64))
+        scores[i:i + block] = np.where(lab >= 0, s, -np.inf)
+    order = np.lexsort((labels, -scores), axis=1)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
 
 
 def ann_recall(approx: np.ndarray, exact: np.ndarray) -> float:

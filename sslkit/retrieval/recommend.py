@@ -14,8 +14,9 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from sslkit.retrieval.embed import Run, derived_fresh, embed_table, encode_rows, item_vectors, load_run, record_derived, row_keys, unknown_key_message
-from sslkit.errors import DataError, SslkitError
+from sslkit.retrieval.embed import (Run, build_run_index, derived_fresh, embed_table, encode_rows, index_settings, item_vectors,
+                                    load_run, recall_line, record_derived, row_keys, unknown_key_message)
+from sslkit.errors import CheckpointError, DataError, SslkitError
 from sslkit.evaluation.evaluate import drop_excluded
 from sslkit.retrieval.index import HnswIndex
 from sslkit.data.profile import seen_items
@@ -61,18 +62,39 @@ def _clip(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
-def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, HnswIndex]:
-    """Catalog ids, vectors and the run's HNSW index (built and saved on first use)."""
+def load_index(run: Run, log: Callable[[str], None], kind: str = "hnsw") -> tuple[np.ndarray, np.ndarray, HnswIndex | None]:
+    """Catalog ids, vectors and the run's HNSW index (None for `kind` "exact").
+
+    The index is built on first use and cached in the run (`index.hnsw` + sidecar, their checksums
+    in derived.json); a cached one is used only while both files are intact, were built from this
+    checkpoint, and record the schema's `eval.hnsw` settings — otherwise it is rebuilt, saying why.
+    """
     ids, vectors = item_vectors(run, log)
+    if kind == "exact":
+        log(f"serving by exact search over {len(ids):,} items")
+        return ids, vectors, None
     path = run.dir / "index.hnsw"
-    h = run.cfg.eval.hnsw
-    if run.state.get("digest") and derived_fresh(run, ["index.hnsw", "items.npy"]):
-        index = HnswIndex.load(path)
-        if (index.meta["count"] == len(ids) and (index.meta["M"], index.meta["ef_construction"]) == (h.M, h.ef_construction)
-                and (index.center is not None) == h.center):  # built with today's settings
-            return ids, vectors, index
+    names = ["index.hnsw", "index.hnsw.json"]
+    why = None
+    if path.exists() and not run.allow_data_change:
+        if not (run.state.get("digest") and derived_fresh(run, [*names, "items.npy"])):
+            why = (f"{path}: does not match the checksums derived.json records for this checkpoint "
+                   "(edited, damaged, or built by an older sslkit or from another checkpoint)")
+        else:
+            try:
+                index = HnswIndex.load(path, vectors=vectors)
+            except CheckpointError as e:
+                why = e.message
+            else:
+                if index.count == len(ids) and index.meta.get("built_with") == index_settings(run.cfg):
+                    log(f"serving from {path} ({recall_line(index.meta)})")
+                    return ids, vectors, index
+                why = f"{path}: built with other settings than the schema's eval.hnsw"
+    if why:
+        log(f"{why}; rebuilding it")
     log(f"building HNSW index over {len(ids):,} items → {path}")
-    index = HnswIndex.build(vectors, M=h.M, ef_construction=h.ef_construction, ef=h.ef, center=h.center)
+    index = build_run_index(run, vectors, log)
+    log(f"index: {recall_line(index.meta)}")
     if run.allow_data_change:  # built over data the run was not trained on: not kept in the run
         return ids, vectors, index
     try:
@@ -80,7 +102,7 @@ def load_index(run: Run, log: Callable[[str], None]) -> tuple[np.ndarray, np.nda
     except OSError as e:  # a read-only run directory: serve from memory
         log(f"could not save the index in {run.dir} ({e.strerror}); built it in memory")
         return ids, vectors, index
-    record_derived(run, ["index.hnsw"], log)
+    record_derived(run, names, log)
     return ids, vectors, index
 
 
@@ -97,17 +119,17 @@ def rows_of(ids: np.ndarray, keys: list[str]) -> np.ndarray:
 
 def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable[[str], Any],
                     warn: Callable[[str], None], log: Callable[[str], None] = lambda _: None,
-                    exclude_seen: bool = False, allow_data_change: bool = False) -> int:
+                    exclude_seen: bool = False, allow_data_change: bool = False, index: str = "hnsw") -> int:
     """Answer every input line in order; returns the number of lines that failed.
 
     `exclude_seen`: a query given by id gets no item it already has a pair with anywhere in the
     run's data (training, validation or test pairs: what the user has rated, bought, seen); a query
-    given as a feature row has no history.
+    given as a feature row has no history. `index`: "hnsw" (the run's cached graph) or "exact".
     """
     run = load_run(run_dir, allow_data_change=allow_data_change)
     lines, unreadable = _read_lines(source)
     problems: list[tuple[int, str]] = list(unreadable)  # reported in line order at the end
-    ids, _, index = load_index(run, log)
+    ids, vectors, graph = load_index(run, log, index)
     if len(ids) - (1 if run.cfg.item_to_item() else 0) < 1:
         raise DataError(f"{run_dir}: the catalog has {len(ids)} item(s), so there is nothing to recommend "
                         "(item-to-item leaves out the query item itself)", hint="train on a catalog of 2 or more items")
@@ -164,7 +186,7 @@ def recommend_lines(run_dir: str | Path, source: str, k: int, *, write: Callable
     _embed_feature_lines(run, feature_lines, answers, problems)
     for _, message in sorted(problems, key=lambda p: p[0]):
         warn(_clip(message, 500))
-    _answer(run, answers, ids, index, k, write, seen=all_pairs(store) if exclude_seen else None)
+    _answer(run, answers, ids, vectors, graph, k, write, seen=all_pairs(store) if exclude_seen else None)
     return len(problems)
 
 
@@ -204,20 +226,31 @@ def _embed_objects(run: Run, lines: list[tuple[int, dict[str, Any]]]) -> list[tu
     return list(zip(table.ids.tolist(), embed_table(run, table, queries=True)))
 
 
-def _answer(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], ids: np.ndarray, index: HnswIndex, k: int,
-            write: Callable[[str], Any], seen: np.ndarray | None = None) -> None:
+def _answer(run: Run, answers: dict[int, tuple[str, np.ndarray, int]], ids: np.ndarray, vectors: np.ndarray,
+            index: HnswIndex | None, k: int, write: Callable[[str], Any], seen: np.ndarray | None = None) -> None:
     """Top-k per answer (its own item excluded in item-to-item mode; with `seen` pairs, the items its
-    query row has a pair with too)."""
+    query row has a pair with too), from `index`, or by exact search when it is None."""
     if not answers:
         return
     order = sorted(answers)
     vecs = np.stack([answers[n][1] for n in order]).astype(np.float32)
     rows = np.array([answers[n][2] for n in order])  # query row, -1 for feature rows
     self_rows = rows if run.cfg.item_to_item() else None
-    k = min(k, len(ids) - (1 if self_rows is not None else 0))
+    k = max(1, min(k, len(ids) - (1 if self_rows is not None else 0)))  # --k above the catalog: all there is
     exclude = None if seen is None else seen_items(seen, rows)
-    extra = 0 if exclude is None else int(np.diff(exclude[0]).max(initial=0))
-    scores, top = drop_excluded(*index.query(vecs, k + extra, exclude_self=self_rows), exclude, k)
+    if index is None:
+        import torch
+
+        from sslkit.retrieval.index import exact_topk
+
+        st, it = exact_topk(torch.from_numpy(vecs), torch.from_numpy(np.ascontiguousarray(vectors, np.float32)), k,
+                            exclude_self=None if self_rows is None else torch.from_numpy(self_rows.astype(np.int64)),
+                            exclude_indptr=None if exclude is None else exclude[0],
+                            exclude_items=None if exclude is None else exclude[1])
+        scores, top = st.numpy(), it.numpy()
+    else:
+        extra = 0 if exclude is None else int(np.diff(exclude[0]).max(initial=0))
+        scores, top = drop_excluded(*index.query(vecs, k + extra, exclude_self=self_rows), exclude, k)
     for n, s, t in zip(order, scores, top):
         ok = t >= 0
         write(json.dumps({"query": answers[n][0], "items": ids[t[ok]].tolist(),
