@@ -116,7 +116,7 @@ def test_embed_index_records_recall_and_refuses_an_edited_sidecar(trained: Path,
     assert code == 0, err
     assert "against exact search on" in err and "validation queries" in " ".join(err.split())
     meta = json.loads(Path(f"{path}.json").read_text())
-    assert meta["recall"]["queries"] > 0 and meta["query_nodes"] > 0
+    assert meta["recall"]["queries"] > 0 and len(meta["hubs"]) > 0 and meta["query_nodes"] == 0  # hubs are the default, query nodes off
     HnswIndex.load(path)
     Path(f"{path}.json").write_text(json.dumps({**meta, "ef": 1}))
     with pytest.raises(CheckpointError, match="does not match its checksum"):
