@@ -10,20 +10,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
-
-from sslkit.cli import app
 
 
-def invoke(*args: object, stdin: str | None = None) -> tuple[int, str, str]:
-    r = CliRunner().invoke(app, ["-q", *[str(a) for a in args]], input=stdin)
-    return r.exit_code, r.stdout, r.stderr
 
-
-def one_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert "Traceback" not in stderr and len(lines) == 1 and lines[0].startswith("Error: "), stderr
-    return " ".join(stderr.split())
+from test_faults_lines import invoke, one_line  # the shared CLI helpers (one_line also refuses 'internal error')
 
 
 ORDERS = """order_id,name,size,ts
