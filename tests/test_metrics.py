@@ -192,3 +192,26 @@ def test_bootstrap_large_q_and_errors() -> None:
         paired_bootstrap_ci(np.array([]), np.array([]))
     with pytest.raises(ValueError):
         paired_bootstrap_ci(b, b, level=1.5)
+
+
+def test_novel_pairs_both_directions_and_its_slice() -> None:
+    """A test pair is novel when training holds neither (q, j) nor, item-to-item, (j, q); the novel
+    slice scores exactly those pairs and cuts across head / tail / cold."""
+    from sslkit.data.profile import novel_pairs
+    from sslkit.evaluation.evaluate import slice_metrics, slice_per_query
+
+    train = np.array([[0, 1], [2, 3], [4, 0]])
+    q = np.array([0, 1, 3, 0, 5])
+    j = np.array([1, 0, 2, 4, 6])
+    assert novel_pairs(q, j, train, both_directions=True).tolist() == [False, False, False, False, True]
+    assert novel_pairs(q, j, train, both_directions=False).tolist() == [False, True, True, True, True]
+    # queries 0 and 1; query 0 has items 1 (seen), 7 (novel); query 1 has item 2 (novel)
+    queries, indptr, items = np.array([0, 1]), np.array([0, 2, 3]), np.array([1, 7, 2])
+    novel = novel_pairs(np.repeat(queries, np.diff(indptr)), items, np.array([[0, 1]]), both_directions=True)
+    top = np.array([[7, 5], [1, 3]])  # query 0 finds its novel item 7, query 1 misses item 2
+    labels = np.array([0, 1, 1])
+    per = slice_per_query(top, queries, indptr, items, labels, [2], novel)
+    assert per["novel"]["recall@2"].tolist() == [1.0, 0.0]
+    out = slice_metrics(per, labels, novel)
+    assert out["novel"]["pairs"] == 2 and out["novel"]["recall@2"] == 0.5
+    assert out["head"]["pairs"] == 1 and out["tail"]["pairs"] == 2

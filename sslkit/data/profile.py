@@ -43,6 +43,19 @@ def slice_of_pairs(items: np.ndarray, train_counts: np.ndarray, head: np.ndarray
     return np.where(train_counts[items] == 0, 2, np.where(head[items], 0, 1))
 
 
+def novel_pairs(queries: np.ndarray, items: np.ndarray, train: np.ndarray, both_directions: bool) -> np.ndarray:
+    """bool [n]: which (query row, item row) pairs are absent from the training pairs `train` [N, 2]
+    (item-to-item, `both_directions`: neither (q, j) nor (j, q) was trained on) — the *novel* slice,
+    where a model cannot score by remembering a training pair."""
+    train = np.asarray(train, dtype=np.int64).reshape(-1, 2)
+    q, j = np.asarray(queries, dtype=np.int64), np.asarray(items, dtype=np.int64)
+    n = int(max(train.max(initial=0), q.max(initial=0), j.max(initial=0))) + 1
+    known = train[:, 0] * n + train[:, 1]
+    if both_directions:
+        known = np.concatenate([known, train[:, 1] * n + train[:, 0]])
+    return ~np.isin(q * n + j, known)
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of item popularity (0 = uniform, → 1 = one item has everything)."""
     x = np.sort(counts.astype(np.float64))

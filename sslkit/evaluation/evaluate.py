@@ -14,11 +14,13 @@ from sslkit.data import io
 from sslkit.errors import DataError
 from sslkit.evaluation.metrics import (compute_metrics, mean_std, paired_bootstrap_ci, paired_seeds_bootstrap_ci,
                             seeds_bootstrap_ci, summarize)
-from sslkit.data.profile import csr_take, group_pairs, head_items, item_counts, seen_items, slice_of_pairs, toppop_topk
+from sslkit.data.profile import (csr_take, group_pairs, head_items, item_counts, novel_pairs, seen_items, slice_of_pairs,
+                                 toppop_topk)
 from sslkit.data.store import training_split
 
 
-SLICES = ("head", "tail", "cold")
+SLICES = ("head", "tail", "cold")  # exclusive, by the item's training count (DESIGN §5)
+NOVEL = "novel"  # across them: test pairs absent from training (item-to-item: in either direction)
 
 
 @dataclass
@@ -71,15 +73,20 @@ def drop_excluded(scores: np.ndarray, top: np.ndarray, exclude: tuple[np.ndarray
     return scores[:, :k], top[:, :k]
 
 
+def _slice_masks(labels: np.ndarray, novel: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    masks = [(name, labels == i) for i, name in enumerate(SLICES)]
+    return masks + ([(NOVEL, np.asarray(novel, bool))] if novel is not None else [])
+
+
 def slice_per_query(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: np.ndarray, labels: np.ndarray,
-                    ks: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+                    ks: Sequence[int], novel: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
     """slice → metric → float [Q]: each query's Recall/MAP@K on its pairs of the slice, NaN for a query
     with none (a slice without pairs is absent) — what `slice_metrics` averages and what a paired
-    bootstrap over queries needs for a slice's interval (`sslkit.study.sweep.versus`)."""
+    bootstrap over queries needs for a slice's interval (`sslkit.study.sweep.versus`). `novel` (bool
+    per pair) adds the novel slice, which cuts across head / tail / cold."""
     owner = np.repeat(np.arange(len(q)), np.diff(indptr))
     out: dict[str, dict[str, np.ndarray]] = {}
-    for i, name in enumerate(SLICES):
-        sel = labels == i
+    for name, sel in _slice_masks(labels, novel):
         if not sel.any():
             continue
         qs, counts = np.unique(owner[sel], return_counts=True)
@@ -92,16 +99,17 @@ def slice_per_query(top: np.ndarray, q: np.ndarray, indptr: np.ndarray, items: n
     return out
 
 
-def slice_metrics(per_query: dict[str, dict[str, np.ndarray]], labels: np.ndarray) -> dict[str, dict[str, float]]:
+def slice_metrics(per_query: dict[str, dict[str, np.ndarray]], labels: np.ndarray,
+                  novel: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Metrics restricted to the test pairs of each slice (queries with ≥ 1 pair in it), from
-    `slice_per_query`; `labels` gives each pair's slice."""
+    `slice_per_query`; `labels` gives each pair's slice, `novel` (bool per pair) the novel slice."""
     out = {}
-    for i, name in enumerate(SLICES):
+    for name, sel in _slice_masks(labels, novel):
         if name not in per_query:
             out[name] = {"pairs": 0, "queries": 0}
             continue
         has = ~np.isnan(next(iter(per_query[name].values())))
-        out[name] = {"pairs": int((labels == i).sum()), "queries": int(has.sum()),
+        out[name] = {"pairs": int(sel.sum()), "queries": int(has.sum()),
                      **summarize({k: v[has] for k, v in per_query[name].items()})}
     return out
 
@@ -174,9 +182,10 @@ def evaluate_run(run_dir: str | Path, *, ks: Sequence[int] | None = None, index:
     pop = summarize(compute_metrics(toppop_topk(train_counts, q, k, store.item_to_item, exclude=seen), indptr, rel, ks))
     extra["toppop"] = {m: v for m, v in pop.items() if m.split("@")[0] in ("recall", "map")}
     metrics = {m: v for m, v in summarize(per_query).items()}
-    by_slice = slice_per_query(top, q, indptr, rel, labels, ks)
+    novel = novel_pairs(np.repeat(q, np.diff(indptr)), rel, train, both_directions=store.item_to_item)
+    by_slice = slice_per_query(top, q, indptr, rel, labels, ks, novel)
     result = RunEval(run=str(run_dir), config=_config_summary(cfg), metrics=metrics,
-                     slices=slice_metrics(by_slice, labels), per_query=per_query, queries=q, extra=extra,
+                     slices=slice_metrics(by_slice, labels, novel), per_query=per_query, queries=q, extra=extra,
                      slice_per_query=by_slice)
     try:
         io.write_json(Path(run_dir) / EVAL_FILES[split], result.to_json())
