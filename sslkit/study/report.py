@@ -258,7 +258,8 @@ def _eval_sections(e: dict[str, Any], split: str, run: Path) -> list[Section]:
         srows = [[s, v.get("pairs"), v.get("queries"), *[v.get(m) for m in names]] for s, v in sl.items()]
         blocks.append(Table(["slice", "pairs", "queries", *names], srows, right=set(range(1, 3 + len(names))),
                             caption="head = ground truth among the 10% most frequent training items; tail = the rest; "
-                                    "cold = never in training"))
+                                    "cold = never in training; novel = not a training pair (item-to-item: "
+                                    "in either direction), across head / tail / cold"))
     return [Section(f"Evaluation ({split})", blocks)]
 
 
@@ -606,14 +607,18 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
         show = [s for s in srows if s["metric"] == m1] or srows
         tab = [[s["arm"], s["slice"], s.get("pairs") if s.get("pairs") is not None else "-", s["value"],
                 s["baseline_value"] if _num(s["baseline_value"]) else "-",
-                svg.interval_text(s["rel"], s["lo"], s["hi"]) if _num(s["rel"]) else
-                ("absolute only: " + svg.interval_text(s["abs"], *(s.get("abs_ci") or [None, None]), percent=False)
-                 if _num(s.get("abs")) else "-"),
+                svg.interval_text(s["abs"], *(s.get("abs_ci") or [None, None]), percent=False)
+                if _num(s.get("abs")) else "-",
+                svg.interval_text(s["rel"], s["lo"], s["hi"]) if _num(s["rel"]) and not s.get("absolute_only")
+                else "– (baseline below 0.05)" if s.get("absolute_only") else "-",
                 (tsl.get(s["slice"]) or {}).get(s["metric"], "-")] for s in show]
         sblk: list[Block] = [_prune(Table(
-            ["arm", "slice", "pairs", m1 or "metric", "baseline", "Δ relative [95% CI]", "TopPopular"], tab,
-            right={2, 3, 4, 6}, caption=f"{m1} per slice: head = ground truth among the 10% most frequent training "
-                                        "items, tail = the rest, cold = never in training"))]
+            ["arm", "slice", "pairs", m1 or "metric", "baseline", "Δ absolute [95% CI]", "Δ relative [95% CI]",
+             "TopPopular"], tab,
+            right={2, 3, 4, 7}, caption=f"{m1} per slice: head = ground truth among the 10% most frequent training "
+                                        "items, tail = the rest, cold = never in training; novel = test pairs "
+                                        "that are not training pairs (item-to-item: in either direction), across "
+                                        "head / tail / cold. The interval resamples what the comparisons' does."))]
         fr = [ForestRow(f"{s['arm']} · {s['slice']}", s["rel"], s["lo"], s["hi"], verdict_of(s["lo"], s["hi"]))
               for s in show if _num(s["lo"]) and s.get("baseline") and s["arm"] != s.get("baseline")]
         if fr:
