@@ -540,6 +540,8 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
             if reps:
                 trials = ", ".join(str(r.get("trials")) for r in reps)
                 pick = "; ".join(f"r{r.get('replicate')}: {_fmt_values(r.get('pick'))}" for r in reps)
+                if not any(r.get("pick") for r in reps) and a.get("from"):  # derived: its parent's picks, changed
+                    pick = f"{a['from']}'s pick in each replicate, with {_fmt_values(a.get('fixed'))}"
                 val = ", ".join(f"{r['validation']:.4f}" for r in reps if _num(r.get("validation")))
             else:
                 trials = (f"{a.get('cells')} of {a.get('grid_size')}" if a.get("cells") is not None else "-")
