@@ -8,7 +8,7 @@ feature store load, catalog embedding, HNSW build, retrieval, ANN recall on a sa
 and reads the phase timings eval.json records. Target on a 2-core CPU: <= 180 s.
 
     python benchmarks/eval_e2e.py [--items 1000000] [--pairs 2000000] [--test-fraction 0.27]
-        [--steps 300] [--ef-construction 100] [--ef 400] [--exact] [--train-only] [--work /tmp/sslkit-eval-e2e]
+        [--steps 300] [--ef-construction 100] [--ef 100] [--exact] [--train-only] [--work /tmp/sslkit-eval-e2e]
 
 The defaults give about 100k distinct test queries (the generator's 2M pairs have 241k distinct
 query items; a random 27% of the pairs touches about 100k of them). `--train-only` stops after
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--test-fraction", type=float, default=0.27)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--ef-construction", type=int, default=100)
-    ap.add_argument("--ef", type=int, default=400)
+    ap.add_argument("--ef", type=int, default=100)
     ap.add_argument("--exact", action="store_true", help="also time --index exact (slow: ~4 ms per query)")
     ap.add_argument("--train-only", action="store_true", help="generate and train only: no eval")
     ap.add_argument("--work", type=Path, default=Path("/tmp/sslkit-eval-e2e"))
