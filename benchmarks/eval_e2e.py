@@ -8,10 +8,11 @@ feature store load, catalog embedding, HNSW build, retrieval, ANN recall on a sa
 and reads the phase timings eval.json records. Target on a 2-core CPU: <= 180 s.
 
     python benchmarks/eval_e2e.py [--items 1000000] [--pairs 2000000] [--test-fraction 0.27]
-        [--steps 300] [--ef-construction 100] [--ef 400] [--exact] [--work /tmp/sslkit-eval-e2e]
+        [--steps 300] [--ef-construction 100] [--ef 100] [--exact] [--train-only] [--work /tmp/sslkit-eval-e2e]
 
 The defaults give about 100k distinct test queries (the generator's 2M pairs have 241k distinct
-query items; a random 27% of the pairs touches about 100k of them).
+query items; a random 27% of the pairs touches about 100k of them). `--train-only` stops after
+generating and training (the run for `hnsw_recall.py` / `recommend_latency.py`) and prints its path.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def main() -> None:
     ap.add_argument("--test-fraction", type=float, default=0.27)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--ef-construction", type=int, default=100)
-    ap.add_argument("--ef", type=int, default=400)
+    ap.add_argument("--ef", type=int, default=100)
     ap.add_argument("--exact", action="store_true", help="also time --index exact (slow: ~4 ms per query)")
+    ap.add_argument("--train-only", action="store_true", help="generate and train only: no eval")
     ap.add_argument("--work", type=Path, default=Path("/tmp/sslkit-eval-e2e"))
     args = ap.parse_args()
     machine = runtime.machine()  # CPU, bf16 flags, load at the start
@@ -64,12 +66,17 @@ def main() -> None:
         t0 = time.perf_counter()
         gen.generate(data, preset="wikipedia", items=args.items, pairs=args.pairs, users=0, fmt="parquet")
         log(f"generated {args.items:,} items / {args.pairs:,} pairs in {time.perf_counter() - t0:.1f} s")
-    run = args.work / f"run-t{args.test_fraction}-s{args.steps}-ef{args.ef_construction}-{args.ef}"
+    run = args.work / f"run-{args.items}-t{args.test_fraction}-s{args.steps}-ef{args.ef_construction}-{args.ef}"
     sets = [f"split.test_fraction={args.test_fraction}", f"eval.hnsw.ef_construction={args.ef_construction}",
             f"eval.hnsw.ef={args.ef}", "train.eval_queries=100"]
     train_s, _ = sslkit("train", str(data / "schema.yaml"), "--steps", str(args.steps), "--out", str(run), "--overwrite",
                         *[x for s in sets for x in ("--set", s)])
     log(f"trained {args.steps} steps (store build included) in {train_s:.1f} s")
+    if args.train_only:
+        print(json.dumps({"items": args.items, "train_steps": args.steps, "run": str(run),
+                          "train_wall_s": round(train_s, 1),
+                          "machine": machine | {"loadavg_end": runtime.machine()["loadavg"]}}))
+        return
     eval_s, out = sslkit("eval", str(run), "--index", "hnsw", "--json")
     r = json.loads(out)["runs"][0]
     result = {

@@ -11,9 +11,13 @@ Measures, after the run's index is loaded (or built) once:
   `--batch` lines: process start, run and index load, answers (wall seconds);
 
 for the run's HNSW index and, with `--exact`, for `--index exact`. Test queries (a fixed sample)
-are the input; the catalog's size is the run's.
+are the input; the catalog's size is the run's. `--ef N…` times the index at these search breadths
+(mode `hnsw_efN`) instead of the one it was built with; the whole-command timings always use the
+run's own settings. `--warm` first answers one untimed batch, as a server that has been running
+a while would have (a freshly loaded 1M-item graph is paged in by its first searches).
 
-    python benchmarks/recommend_latency.py RUN [--single 500] [--batch 1000] [--k 50] [--exact] [--no-cli]
+    python benchmarks/recommend_latency.py RUN [--single 500] [--batch 1000] [--k 50] [--ef N …] [--exact]
+        [--warm] [--no-cli]
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=500, help="queries answered one at a time")
     ap.add_argument("--batch", type=int, default=1000, help="queries per batch")
     ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--ef", type=int, nargs="+", help="HNSW search breadths to time (default: the index's)")
     ap.add_argument("--exact", action="store_true", help="also --index exact")
+    ap.add_argument("--warm", action="store_true", help="answer one untimed batch first")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command timings")
     args = ap.parse_args()
 
@@ -58,12 +64,23 @@ def main() -> None:
     q = np.random.default_rng(0).permutation(q_all)[:max(args.single, args.batch)]
     ids = np.asarray(table.ids)
     machine = runtime.machine()  # CPU, bf16 flags, load at the start
-    result: dict = {"run": str(args.run), "items": int(store.items.rows), "k": args.k, "modes": {}}
-    for kind in ["hnsw"] + (["exact"] if args.exact else []):
+    result: dict = {"run": str(args.run), "items": int(store.items.rows), "k": args.k, "warm": args.warm,
+                    "modes": {}}
+    loaded: dict = {}
+    for kind, ef in [("hnsw", ef) for ef in args.ef or [None]] + ([("exact", None)] if args.exact else []):
         t0 = time.perf_counter()
-        cat_ids, vectors, index = load_index(run, log, kind)
+        if kind not in loaded:
+            loaded[kind] = load_index(run, log, kind)
+        cat_ids, vectors, index = loaded[kind]
         load_s = time.perf_counter() - t0
+        built_ef = None if index is None else int(index.meta["ef"])
+        if index is not None and ef is not None:
+            index.meta["ef"] = ef  # searches read it (hnswlib's own setting is restored to it after each)
         sink: list[str] = []
+        if args.warm:
+            v = embed_table(run, table.take(q[:args.batch]), queries=True)
+            _answer(run, {i: (str(ids[r]), v[i], int(r)) for i, r in enumerate(q[:args.batch])}, cat_ids, vectors,
+                    index, args.k, sink.append)
         lat = []
         c0 = time.process_time()
         for r in q[:args.single]:
@@ -90,8 +107,9 @@ def main() -> None:
                           "queries_per_cpu_s": round(len(rows) / max(batch_cpu, 1e-9), 1)}}
         if kind == "hnsw" and index is not None:
             keys = ("M", "ef_construction", "ef", "query_nodes", "recall", "build_seconds")
-            mode["index"] = {k: index.meta.get(k) for k in keys} | {"hubs": len(index.hubs)}
-        if not args.no_cli:
+            mode["index"] = {k: index.meta.get(k) for k in keys} | {"hubs": len(index.hubs), "built_with_ef": built_ef}
+            index.meta["ef"] = built_ef
+        if not args.no_cli and (ef is None or ef == args.ef[0]):  # the run's own settings: once per kind
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             for n in (1, args.batch):
                 text = "".join(f"{ids[r]}\n" for r in q[:n])
@@ -102,8 +120,11 @@ def main() -> None:
                 if done.returncode != 0:
                     sys.exit(f"recommend failed: {done.stderr.strip()[-500:]}")
                 mode[f"cli_{n}_lines_wall_s"] = round(time.perf_counter() - t, 2)
-        result["modes"][kind] = mode
-        log(f"{kind}: {json.dumps(mode)}")
+            if built_ef is not None:
+                mode["cli_ef"] = built_ef  # the index as the run's settings built it
+        name = kind if ef is None else f"{kind}_ef{ef}"
+        result["modes"][name] = mode
+        log(f"{name}: {json.dumps(mode)}")
     result["machine"] = machine | {"loadavg_end": runtime.machine()["loadavg"]}
     print(json.dumps(result))
 

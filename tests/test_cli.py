@@ -154,7 +154,7 @@ def test_eval_hnsw_reports_ann_recall(trained: Path, runner: CliRunner) -> None:
     assert r["ann_recall@10"] >= 0.95 and set(r["metrics"]) == {"recall@10", "map@10", "ndcg@10", "mrr@10"}
     assert r["ann_recall_queries"] == r["queries"] and r["index"] == "hnsw"
     hubs = r["hnsw"].pop("hubs_used")  # the index behind the numbers
-    assert r["hnsw"] == {"M": 16, "ef_construction": 100, "ef": 400, "center": True, "normalize": False, "query_nodes": 0,
+    assert r["hnsw"] == {"M": 16, "ef_construction": 100, "ef": 100, "center": True, "normalize": False, "query_nodes": 0,
                          "hub_queries": 5000, "recall_queries": 1000, "query_nodes_used": 0}
     assert 0 < hubs <= 300  # items of the tiny catalog
     exact = json.loads(ok(runner, "eval", trained / "cfm", "--json", "--k", "10"))["runs"][0]

@@ -100,7 +100,7 @@ def test_an_edited_cached_sidecar_is_rebuilt_saying_so(trained: Path, tmp_path: 
     assert f"{run / 'index.hnsw'}: does not match the checksums derived.json records" in " ".join(err.split())
     assert "rebuilding it" in err
     fresh = json.loads(side.read_text())
-    assert fresh["ef"] == 400 and (fresh["center"] != meta["center"]) == (edit == "center")
+    assert fresh["ef"] == 100 and (fresh["center"] != meta["center"]) == (edit == "center")
     ids, scores = exact_scores(run, "i000003")
     got = json.loads(out)
     assert max(got["scores"]) <= 1 + 1e-6
