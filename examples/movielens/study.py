@@ -207,9 +207,9 @@ def preamble(summaries: dict[str, dict[str, Any]], quick: bool) -> str:
 
 
 def write_report(summaries: dict[str, dict[str, Any]], out: Path, quick: bool) -> Path:
-    from sslkit.study.report import study_report, write_markdown
+    from sslkit.study.report import portable, study_report, write_markdown
 
-    reports = [study_report(s, name=TITLES.get(k, k)) for k, s in summaries.items()]
+    reports = [study_report(portable(dict(s)), name=TITLES.get(k, k)) for k, s in summaries.items()]
     notes = HERE / "discussion.md"
     post = "_(No discussion for a quick run.)_" if quick else (
         notes.read_text() if notes.exists() else f"_({notes.name} beside the study is not written yet.)_")

@@ -99,7 +99,7 @@ def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list
         w = walls.get(name, {})
         out.append(f"* {name}: {len(secs)} runs, {sum(secs) / 60:.1f} min of training time summed over its runs"
                    + (f"; {w['seconds'] / 60:.1f} min of wall time for the whole study ({w['start']} to {w['end']}, "
-                      f"the studies two at a time on the 2 cores)" if "seconds" in w else "") + f" (runs in {root})")
+                      f"the studies two at a time on the 2 cores)" if "seconds" in w else "") + f" (runs in {root.name}/)")
     cpu = runtime.machine()
     out.append(f"* CPU: {cpu['cpu']}, {cpu['cpus']} cores (avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
                f"AMX {'yes' if cpu['amx_bf16'] else 'no'}); each study one process with one thread, fp32.")
@@ -107,7 +107,7 @@ def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sslkit.study.report import study_report, write_markdown
+    from sslkit.study.report import portable, study_report, write_markdown
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs", help="where the studies wrote their runs")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in a.studies:
         path = a.runs / f"simulated-{STUDIES[name][0]}" / f"{name}.sweep.json"
         if path.exists():
-            summaries[name] = json.loads(path.read_text())
+            summaries[name] = portable(json.loads(path.read_text()))
     if not summaries:
         raise SystemExit(f"no study summary under {a.runs}: run examples/simulated/study.py first")
     pre = [(HERE / "report_head.md").read_text().rstrip(), "", "## Reference rankers", ""]

@@ -817,6 +817,18 @@ def write_html(obj: Any, out: str | Path, *, title: str | None = None) -> Path:
     return out
 
 
+def portable(summary: dict[str, Any], anchor: str = "examples") -> dict[str, Any]:
+    """The summary with the machine's paths cut for a published page: the spec from `anchor/` on
+    (as in the repository it ran from), the pre-registration file by its name."""
+    spec = str(summary.get("spec", ""))
+    if f"/{anchor}/" in spec:
+        summary["spec"] = f"{anchor}/" + spec.rsplit(f"/{anchor}/", 1)[-1]
+    pre = summary.get("preregistration") or {}
+    if pre.get("file"):
+        pre["file"] = Path(pre["file"]).name
+    return summary
+
+
 def iter_arms(summary: dict[str, Any]) -> Iterable[str]:
     """Every arm (group) name the summary holds."""
     return list(dict.fromkeys([*(summary.get("arms") or {}), *(_gname(g) for g in summary.get("groups", []))]))
