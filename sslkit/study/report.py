@@ -578,13 +578,15 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
     names = metric_names(summary)
     if groups:
         top = toppop(summary)
-        rows = [[_gname(g), _fmt_values(g.get("values")), g.get("n", g.get("seeds")),
+        rows = [[_gname(g), "each replicate's pick (above)" if (g.get("replicates") or 1) > 1 else
+                 _fmt_values(g.get("values")), g.get("n", g.get("seeds")),
                  *[_ms(_gmetrics(g).get(m)) for m in names]] for g in groups]
         if top:
             rows.append(["TopPopular", "-", "-", *[f"{top[m]:.4f}" if _num(top.get(m)) else "-" for m in names]])
         rep.sections.append(Section("Results (test)", [Table(["arm", "values", "runs", *names], rows,
                                                              right=set(range(2, 3 + len(names))),
-                                                             caption="mean ± std over final seeds")]))
+                                                             caption="mean ± std over the runs (replicates × "
+                                                                     "final seeds)")]))
     # comparisons
     if comps:
         frows = [ForestRow(f"{c['arm']} vs {c['baseline']} · {c['metric']}", c["rel"], c["lo"], c["hi"], c["verdict"])
