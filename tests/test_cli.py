@@ -132,7 +132,7 @@ def test_eval_json_and_comparison(trained: Path, runner: CliRunner) -> None:
     m = runs["cfm"]["metrics"]
     assert set(m) >= {"recall@10", "map@10", "recall@50", "map@50"} and all(0 <= v <= 1 for v in m.values())
     assert m["recall@50"] > runs["cfm"]["toppop"]["recall@50"]  # learned something beyond popularity
-    assert set(runs["cfm"]["slices"]) == {"head", "tail", "cold"}
+    assert set(runs["cfm"]["slices"]) == {"head", "tail", "cold", "novel"}
     ci = obj["comparison"]["vs_baseline"][0]["recall@50"]
     assert ci["low"] <= ci["relative"] <= ci["high"]
     assert json.loads((trained / "cfm/eval.json").read_text())["metrics"] == m

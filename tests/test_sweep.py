@@ -87,7 +87,7 @@ def test_sweep_runs_resumes_and_summarizes(data: Path, tmp_path: Path, runner: C
     ci = cfm["vs_baseline"]["recall@50"]
     assert ci["low"] <= ci["relative"] <= ci["high"] and cfm["baseline"] == "aug=none"
     assert "vs_baseline" not in groups["aug=none"]
-    assert set(cfm["slices"]) == {"head", "tail", "cold"}
+    assert set(cfm["slices"]) == {"head", "tail", "cold", "novel"}
     # the resumed cell finished its 4 steps
     assert json.loads((sw.cells[0].dir / "summary.json").read_text())["steps"] == 4
     assert (tmp_path / "runs" / "s.sweep.json").exists()
