@@ -200,7 +200,7 @@ def render_eval(runs: list[dict[str, Any]], comparison: dict[str, Any]) -> None:
                     right=[*metric_names, "ANN recall"]))
     srows = [(r["run"], name, s["pairs"], *[s.get(m) for m in metric_names])
              for r in runs for name, s in r["slices"].items()]
-    out.print(table("Slices (head = top 10% training items, cold = unseen in training)",
+    out.print(table("Slices (head = top 10% training items, cold = unseen in training, novel = not a training pair)",
                     ["run", "slice", "pairs", *metric_names], srows, right=["pairs", *metric_names]))
     _render_comparison(comparison, metric_names)
 
