@@ -209,11 +209,13 @@ def preamble(summaries: dict[str, dict[str, Any]], quick: bool) -> str:
 def write_report(summaries: dict[str, dict[str, Any]], out: Path, quick: bool) -> Path:
     from sslkit.study.report import portable, study_report, write_markdown
 
-    reports = [study_report(portable(dict(s)), name=TITLES.get(k, k)) for k, s in summaries.items()]
+    published = {k: portable(dict(s)) for k, s in summaries.items()}
+    reports = [study_report(s, name=TITLES.get(k, k)) for k, s in published.items()]
     notes = HERE / "discussion.md"
     post = "_(No discussion for a quick run.)_" if quick else (
         notes.read_text() if notes.exists() else f"_({notes.name} beside the study is not written yet.)_")
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(parents=True, exist_ok=True)  # the summaries behind the page, for re-rendering
+    (out / "results" / "summaries.json").write_text(json.dumps(published, indent=1, default=float) + "\n")
     return write_markdown(reports, out / "RESULTS.md", heading=2, preamble=preamble(summaries, quick),
                           postscript="## Discussion\n\n" + post)
 

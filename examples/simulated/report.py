@@ -84,13 +84,24 @@ def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list
     and the training seconds its runs report."""
     from sslkit import runtime
 
+    from datetime import datetime, timedelta
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    # pauses: the studies stopped (SIGSTOP) while benchmarks timed on idle cores; not the studies' time
+    pause_log = runs_root / "pauses.jsonl"
+    pauses = [(at(p["start"]), at(p["start"]) + timedelta(seconds=p["seconds"]))
+              for p in map(json.loads, pause_log.read_text().splitlines())] if pause_log.exists() else []
     walls = {}
     wall_log = runs_root / "wall.jsonl"
     if wall_log.exists():
         for line in wall_log.read_text().splitlines():
             w = json.loads(line)
-            walls[Path(w["spec"]).stem] = w
-    out = []
+            s, e = at(w["start"]), at(w["end"])
+            paused = sum(max(0.0, (min(e, pe) - max(s, ps)).total_seconds()) for ps, pe in pauses)
+            walls[Path(w["spec"]).stem] = w | {"seconds": w["seconds"] - paused}
+    out = ["Training time counts each run's own wall seconds (pauses included); wall time is the study's.", ""]
     for name, s in summaries.items():
         root = runs_root / f"simulated-{STUDIES[name][0]}"
         runs = {d for g in s.get("groups", []) for d in g.get("runs", [])} | {t["dir"] for t in s.get("tuning", [])}
@@ -99,7 +110,7 @@ def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list
         w = walls.get(name, {})
         out.append(f"* {name}: {len(secs)} runs, {sum(secs) / 60:.1f} min of training time summed over its runs"
                    + (f"; {w['seconds'] / 60:.1f} min of wall time for the whole study ({w['start']} to {w['end']}, "
-                      f"the studies two at a time on the 2 cores)" if "seconds" in w else "") + f" (runs in {root.name}/)")
+                      f"the studies two at a time on the 2 cores, less the minutes they were paused for timed benchmarks)" if "seconds" in w else "") + f" (runs in {root.name}/)")
     cpu = runtime.machine()
     out.append(f"* CPU: {cpu['cpu']}, {cpu['cpus']} cores (avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
                f"AMX {'yes' if cpu['amx_bf16'] else 'no'}); each study one process with one thread, fp32.")
