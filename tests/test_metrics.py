@@ -205,6 +205,7 @@ def test_novel_pairs_both_directions_and_its_slice() -> None:
     j = np.array([1, 0, 2, 4, 6])
     assert novel_pairs(q, j, train, both_directions=True).tolist() == [False, False, False, False, True]
     assert novel_pairs(q, j, train, both_directions=False).tolist() == [False, True, True, True, True]
+    assert novel_pairs(q, j, np.zeros((0, 2), np.int64), both_directions=True).all()  # nothing trained: all novel
     # queries 0 and 1; query 0 has items 1 (seen), 7 (novel); query 1 has item 2 (novel)
     queries, indptr, items = np.array([0, 1]), np.array([0, 2, 3]), np.array([1, 7, 2])
     novel = novel_pairs(np.repeat(queries, np.diff(indptr)), items, np.array([[0, 1]]), both_directions=True)

@@ -175,7 +175,7 @@ CONTRACT = {
     "warnings": ["cold slice: fewer than 100 pairs"],
     "null_check": {"metric": "recall@50", "blocks": 20, "false_positives": 1, "rate": 0.05, "ci": [0.001, 0.25],
                    "note": "nominal 5%"},
-    "stopping": {"none": {"steps": [40, 60], "max_steps": 100}},
+    "stopping": {"none": {"steps": [40, 60], "best_steps": [30, 45], "max_steps": 100}},
     "preregistration": {"spec_sha256": "ab" * 32, "commit": "c0ffee", "recorded_at": "2026-12-03T12:00:00Z",
                         "rerun": False, "note": "recorded before any test score"},
     "wall_s": 120.0, "cells": 20, "done": 20,
@@ -194,7 +194,7 @@ def test_contract_summary_renders_every_key_it_knows() -> None:
                  "1 false positives in 20 comparisons, rate 5.0% [0.1%, 25.0%]", "c0ffee",
                  "replicates x seeds x queries", 'class="helps"'):
         assert escape(text, quote=False) in html, text
-    assert "<td>none</td><td>[40, 60]</td><td class=\"n\">100</td>" in html or "<td>[40, 60]</td>" in html
+    assert "<td>[40, 60]</td><td>[30, 45]</td>" in html  # stopping steps, then the steps whose weights were kept
     assert html.count("<polygon") == 1  # the budget curve's band
     md, files = render_markdown(CONTRACT)
     assert "- **cfm&lt;x> vs none, recall@50: helps — +8.0% [+1.6%, +14.4%]" in md
@@ -254,3 +254,24 @@ def test_the_bundled_studies_report_code_is_sslkit_reports(tmp_path: Path) -> No
             if c["metric"] == "recall@50" and c["baseline"] == s.get("baseline"):  # the paper table's row
                 assert f"| {c['rel']:+.1%} | [{c['lo']:+.1%}, {c['hi']:+.1%}] |" in text
     assert "+7.5% (AAI)" in text  # the paper's Table 2 CFM change, beside the measured one
+
+
+def test_portable_and_trained_on(tmp_path: Path) -> None:
+    """A published page names the spec from examples/ on and the pre-registration file by its name,
+    without touching the summary it was given; the machine is the finals' (run.json), not the reader's."""
+    from sslkit.study.report import portable, trained_on
+
+    run = tmp_path / "cell"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({
+        "precision": "fp32", "precision_choice": {"precision": "fp32", "cpu": "Test CPU 9000", "cpu_bf16_flags": []},
+        "threads": {"threads": 1, "usable_cpus": 2}}))
+    summary = {"spec": "/home/u/wt/examples/movielens/sweeps/table2.yaml",
+               "preregistration": {"file": "/home/u/wt/runs/table2.preregistration.json", "rerun": False},
+               "groups": [{"group": "none", "runs": [str(tmp_path / "missing"), str(run)]}]}
+    out = portable(summary)
+    assert out["spec"] == "examples/movielens/sweeps/table2.yaml"
+    assert out["preregistration"] == {"file": "table2.preregistration.json", "rerun": False}
+    assert summary["spec"].startswith("/home/u/") and summary["preregistration"]["file"].startswith("/home/u/")
+    assert trained_on(summary) == "Test CPU 9000 (bf16 CPU flags: none; 2 usable CPUs, 1 thread(s), fp32)"
+    assert trained_on({"groups": [{"runs": [str(tmp_path / "missing")]}]}) is None

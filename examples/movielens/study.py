@@ -175,9 +175,10 @@ def paper_table(summaries: dict[str, dict[str, Any]]) -> str:
 
 
 def preamble(summaries: dict[str, dict[str, Any]], quick: bool) -> str:
-    from sslkit import NUMERICS_VERSION, runtime
+    from sslkit import NUMERICS_VERSION
+    from sslkit.study.report import trained_on
 
-    cpu = runtime.machine()
+    machine = next(filter(None, map(trained_on, summaries.values())), "an unrecorded machine")
     secs = {k: s.get("seconds") for k, s in summaries.items()}
     cost = " · ".join(f"{k} {v / 60:.0f} min" for k, v in secs.items() if v is not None)
     total = sum(v for v in secs.values() if v is not None) / 60
@@ -190,8 +191,7 @@ def preamble(summaries: dict[str, dict[str, Any]], quick: bool) -> str:
         f"`examples/movielens/discussion.md`. Training arithmetic: `NUMERICS_VERSION` {NUMERICS_VERSION}.",
         "",
         f"**Cost:** {total:.0f} min of wall time for the studies ({cost}; each measured while it ran, one "
-        f"process per study, 1 thread, fp32; studies may have shared the cores) on {cpu['cpu']}, {cpu['cpus']} "
-        f"cores (avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, AMX {'yes' if cpu['amx_bf16'] else 'no'}).",
+        f"process per study; studies may have shared the cores). Trained on {machine}.",
         "",
         head.strip(),
         "",
@@ -209,7 +209,7 @@ def preamble(summaries: dict[str, dict[str, Any]], quick: bool) -> str:
 def write_report(summaries: dict[str, dict[str, Any]], out: Path, quick: bool) -> Path:
     from sslkit.study.report import portable, study_report, write_markdown
 
-    published = {k: portable(dict(s)) for k, s in summaries.items()}
+    published = {k: portable(s) for k, s in summaries.items()}
     reports = [study_report(s, name=TITLES.get(k, k)) for k, s in published.items()]
     notes = HERE / "discussion.md"
     post = "_(No discussion for a quick run.)_" if quick else (

@@ -70,7 +70,7 @@ class Scorer:
 
     def __init__(self, schema: str | Path, split: str = "test") -> None:
         from sslkit.config import load_config
-        from sslkit.data.profile import group_pairs, head_items, item_counts, seen_items, slice_of_pairs
+        from sslkit.data.profile import group_pairs, head_items, item_counts, novel_pairs, seen_items, slice_of_pairs
         from sslkit.data.store import load_or_build, training_split
 
         self.cfg = load_config(schema)
@@ -83,10 +83,8 @@ class Scorer:
         self.counts = item_counts(train, n)
         self.labels = slice_of_pairs(self.rel, self.counts, head_items(self.counts, self.cfg.eval.head_fraction))
         self.seen = seen_items(train, self.q) if self.cfg.eval.exclude_seen else None
-        owner = np.repeat(self.q, np.diff(self.indptr))
-        tkeys = set((train[:, 0].astype(np.int64) * n + train[:, 1]).tolist())
-        tkeys |= set((train[:, 1].astype(np.int64) * n + train[:, 0]).tolist())
-        self.repeat = np.isin(owner * n + self.rel, np.fromiter(tkeys, np.int64, len(tkeys)))
+        # a pair repeats a training pair when (q, j) or (j, q) was trained on; the rest are the novel slice
+        self.repeat = ~novel_pairs(np.repeat(self.q, np.diff(self.indptr)), self.rel, train, both_directions=True)
 
     def score(self, top: np.ndarray) -> dict[str, Any]:
         """Recall/MAP@K overall, per slice and on novel pairs, for top-k rows (Q, k)."""
@@ -95,14 +93,10 @@ class Scorer:
 
         keep = lambda d: {m: round(v, 5) for m, v in d.items() if m.split("@")[0] in ("recall", "map")}  # noqa: E731
         out = {"overall": keep(summarize(compute_metrics(top, self.indptr, self.rel, KS)))}
-        for name, row in slice_metrics(slice_per_query(top, self.q, self.indptr, self.rel, self.labels, KS),
-                                       self.labels).items():
+        novel = ~self.repeat  # the same slices `sslkit eval` reports, novel pairs included
+        for name, row in slice_metrics(slice_per_query(top, self.q, self.indptr, self.rel, self.labels, KS, novel),
+                                       self.labels, novel).items():
             out[name] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
-        # novel pairs: a slice of its own (label 0 = novel, queries with ≥ 1 novel pair)
-        nov = slice_per_query(top, self.q, self.indptr, self.rel, np.where(self.repeat, 1, 0), KS).get("head", {})
-        has = ~np.isnan(next(iter(nov.values()))) if nov else np.zeros(0, bool)
-        out["novel"] = {"pairs": int((~self.repeat).sum()), "queries": int(has.sum()),
-                        **keep(summarize({k: v[has] for k, v in nov.items()}))}
         return out
 
     def describe(self) -> dict[str, Any]:

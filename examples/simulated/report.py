@@ -82,7 +82,7 @@ def reference_section(control: str, summary: dict[str, Any]) -> tuple[list[str],
 def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list[str]:
     """Wall time of each study (runs/wall.jsonl, written by the study runner, less the measured pauses)
     and the training seconds its runs report."""
-    from sslkit import runtime
+    from sslkit.study.report import trained_on
 
     from datetime import datetime, timedelta
 
@@ -111,9 +111,8 @@ def compute_lines(runs_root: Path, summaries: dict[str, dict[str, Any]]) -> list
         out.append(f"* {name}: {len(secs)} runs, {sum(secs) / 60:.1f} min of training time summed over its runs"
                    + (f"; {w['seconds'] / 60:.1f} min of wall time for the whole study ({w['start']} to {w['end']}, "
                       f"the studies two at a time on the 2 cores, less the minutes they were paused for timed benchmarks)" if "seconds" in w else "") + f" (runs in {root.name}/)")
-    cpu = runtime.machine()
-    out.append(f"* CPU: {cpu['cpu']}, {cpu['cpus']} cores (avx512_bf16 {'yes' if cpu['avx512_bf16'] else 'no'}, "
-               f"AMX {'yes' if cpu['amx_bf16'] else 'no'}); each study one process with one thread, fp32.")
+    machine = next(filter(None, map(trained_on, summaries.values())), "an unrecorded machine")
+    out.append(f"* Trained on {machine}; each study one process.")
     return out
 
 

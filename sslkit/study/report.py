@@ -568,9 +568,11 @@ def study_report(summary: dict[str, Any], *, name: str | None = None) -> Report:
                              collapsed=True))
         stop = summary.get("stopping")
         if isinstance(stop, dict) and stop:
-            blk.append(Table(["arm", "stopping steps", "max steps"],
-                             [[a, _v(s.get("steps")), s.get("max_steps")] for a, s in stop.items()],
-                             caption="early stopping on validation (best step restored)"))
+            blk.append(Table(["arm", "stopping steps", "best (restored) steps", "max steps"],
+                             [[a, _v(s.get("steps")), _v(s.get("best_steps")) if s.get("best_steps") else "-",
+                               s.get("max_steps")] for a, s in stop.items()],
+                             caption="each final run's stopping step and the step whose weights it kept (early "
+                                     "stopping on validation); a run that stopped at the cap may not have converged"))
         rep.sections.append(Section("Arms, budgets and picks", blk))
 
     # results on test
@@ -819,16 +821,31 @@ def write_html(obj: Any, out: str | Path, *, title: str | None = None) -> Path:
     return out
 
 
+def trained_on(summary: dict[str, Any]) -> str | None:
+    """Where a study's finals trained, from the first final run's run.json: "CPU model (bf16 flags:
+    …; N usable CPUs, T thread(s), precision)" — the machine of the numbers, not of the report."""
+    for g in summary.get("groups", []):
+        for d in g.get("runs", []):
+            path = Path(d) / "run.json"
+            if not path.exists():
+                continue
+            r = _read_json(path)
+            pc, th = r.get("precision_choice") or {}, r.get("threads") or {}
+            return (f"{pc.get('cpu') or r.get('device', '?')} (bf16 CPU flags: {', '.join(pc.get('cpu_bf16_flags') or []) or 'none'}; "
+                    f"{th.get('usable_cpus', '?')} usable CPUs, {th.get('threads', '?')} thread(s), {r.get('precision', '?')})")
+    return None
+
+
 def portable(summary: dict[str, Any], anchor: str = "examples") -> dict[str, Any]:
-    """The summary with the machine's paths cut for a published page: the spec from `anchor/` on
-    (as in the repository it ran from), the pre-registration file by its name."""
-    spec = str(summary.get("spec", ""))
+    """A copy of the summary with the machine's paths cut for a published page: the spec from
+    `anchor/` on (as in the repository it ran from), the pre-registration file by its name."""
+    out = dict(summary)
+    spec = str(out.get("spec", ""))
     if f"/{anchor}/" in spec:
-        summary["spec"] = f"{anchor}/" + spec.rsplit(f"/{anchor}/", 1)[-1]
-    pre = summary.get("preregistration") or {}
-    if pre.get("file"):
-        pre["file"] = Path(pre["file"]).name
-    return summary
+        out["spec"] = f"{anchor}/" + spec.rsplit(f"/{anchor}/", 1)[-1]
+    if (out.get("preregistration") or {}).get("file"):
+        out["preregistration"] = {**out["preregistration"], "file": Path(out["preregistration"]["file"]).name}
+    return out
 
 
 def iter_arms(summary: dict[str, Any]) -> Iterable[str]:
